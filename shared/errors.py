@@ -1,0 +1,144 @@
+"""resq's one error hierarchy. Each class carries its HTTP status and machine code;
+the web tier turns any of them into the JSON error body in one place
+(`web.errors`), and the worker stores them as a failed job's `error`."""
+
+from __future__ import annotations
+
+
+class ResqError(Exception):
+    """Base of every error resq reports to a client."""
+
+    status_code: int = 500
+    code: str = "internal_error"
+    default_message: str = "internal error"
+
+    def __init__(self, message: str | None = None, *, details: list[dict] | None = None,
+                 retry_after: int | None = None):
+        self.message = message or self.default_message
+        self.details = details
+        self.retry_after = retry_after
+        super().__init__(self.message)
+
+    def to_dict(self) -> dict:
+        body = {"code": self.code, "message": self.message}
+        if self.details:
+            body["details"] = self.details
+        return body
+
+
+class BadImage(ResqError):
+    status_code = 400
+    code = "bad_image"
+    default_message = "the body is not an image resq can decode"
+
+
+class UnsupportedImageFormat(BadImage):
+    code = "unsupported_image_format"
+    default_message = "unsupported image format"
+
+
+class BadUrl(ResqError):
+    status_code = 400
+    code = "bad_url"
+    default_message = "the URL is not an http(s) URL resq can fetch"
+
+
+class UrlFetchFailed(ResqError):
+    status_code = 400
+    code = "url_fetch_failed"
+    default_message = "the image URL could not be fetched"
+
+
+class BadRequest(ResqError):
+    status_code = 400
+    code = "bad_request"
+    default_message = "the request is malformed"
+
+
+class Unauthorized(ResqError):
+    status_code = 401
+    code = "unauthorized"
+    default_message = "a valid API key is required"
+
+
+class NotFound(ResqError):
+    status_code = 404
+    code = "not_found"
+    default_message = "no such resource"
+
+
+class JobNotFound(NotFound):
+    code = "job_not_found"
+    default_message = "no job with this id (unknown or expired)"
+
+
+class MethodNotAllowed(ResqError):
+    status_code = 405
+    code = "method_not_allowed"
+    default_message = "method not allowed on this resource"
+
+
+class PayloadTooLarge(ResqError):
+    status_code = 413
+    code = "payload_too_large"
+    default_message = "the request body is over the size limit"
+
+
+class ImageTooLarge(ResqError):
+    status_code = 413
+    code = "image_too_large"
+    default_message = "the image has more pixels than the limit"
+
+
+class UnsupportedMediaType(ResqError):
+    status_code = 415
+    code = "unsupported_media_type"
+    default_message = "send multipart/form-data, an image/* body or application/json"
+
+
+class InvalidField(ResqError):
+    status_code = 422
+    code = "invalid_field"
+    default_message = "one or more fields are invalid"
+
+
+class RateLimited(ResqError):
+    status_code = 429
+    code = "rate_limited"
+    default_message = "too many requests"
+
+
+class ServiceUnavailable(ResqError):
+    status_code = 503
+    code = "unavailable"
+    default_message = "the service is unavailable; retry later"
+
+
+class BrokerUnavailable(ServiceUnavailable):
+    code = "broker_unavailable"
+    default_message = "the job queue is unreachable; retry later"
+
+
+class QueueFull(ServiceUnavailable):
+    code = "queue_full"
+    default_message = "too many jobs are waiting; retry later"
+
+
+class JobCancelled(ResqError):
+    """A failed job's error when it was cancelled before it ran."""
+
+    status_code = 409
+    code = "cancelled"
+    default_message = "the job was cancelled before it finished"
+
+
+class WorkerLost(ResqError):
+    code = "worker_lost"
+    default_message = "the worker processing the job died"
+
+
+def error_from_dict(body: dict | None) -> dict:
+    """A failed job's stored error, normalised to `{"code", "message"}`."""
+    if not isinstance(body, dict) or "code" not in body:
+        return ResqError().to_dict()
+    return {"code": str(body["code"]), "message": str(body.get("message", ""))}

@@ -1,0 +1,76 @@
+"""The record the web tier keeps of every job it accepted, and the image bytes
+the job's message points to.
+
+Celery reports PENDING for any id it has never seen, so the record is what tells a
+queued job from an unknown one. The image travels beside the message (a "claim
+check") so the queue itself only ever holds small messages.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import redis
+
+RECORD_PREFIX = "resq:job:"
+IMAGE_PREFIX = "resq:image:"
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    id: str
+    created_at: float
+    top_k: int
+    form: str
+    cancelled: bool
+
+
+class JobRecords:
+    def __init__(self, client: redis.Redis, ttl_seconds: int):
+        self.client = client
+        self.ttl = ttl_seconds
+
+    def create(self, job_id: str, *, top_k: int, form: str, image: bytes) -> JobRecord:
+        record = JobRecord(id=job_id, created_at=time.time(), top_k=top_k, form=form,
+                           cancelled=False)
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.hset(RECORD_PREFIX + job_id, mapping={
+                "created_at": repr(record.created_at), "top_k": top_k, "form": form,
+            })
+            pipe.expire(RECORD_PREFIX + job_id, self.ttl)
+            pipe.set(IMAGE_PREFIX + job_id, image, ex=self.ttl)
+            pipe.execute()
+        return record
+
+    def get(self, job_id: str) -> JobRecord | None:
+        fields = self.client.hgetall(RECORD_PREFIX + job_id)
+        if not fields or b"created_at" not in fields:
+            return None
+        return JobRecord(
+            id=job_id,
+            created_at=float(fields[b"created_at"]),
+            top_k=int(fields.get(b"top_k", 5)),
+            form=fields.get(b"form", b"").decode(),
+            cancelled=b"cancelled_at" in fields,
+        )
+
+    def load_image(self, job_id: str) -> bytes | None:
+        return self.client.get(IMAGE_PREFIX + job_id)
+
+    def is_cancelled(self, job_id: str) -> bool:
+        return bool(self.client.hexists(RECORD_PREFIX + job_id, "cancelled_at"))
+
+    def mark_cancelled(self, job_id: str) -> None:
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.hset(RECORD_PREFIX + job_id, "cancelled_at", repr(time.time()))
+            pipe.delete(IMAGE_PREFIX + job_id)
+            pipe.execute()
+
+    def finish(self, job_id: str) -> None:
+        """The result is stored: drop the image and keep the record as long as the
+        result."""
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.delete(IMAGE_PREFIX + job_id)
+            pipe.expire(RECORD_PREFIX + job_id, self.ttl)
+            pipe.execute()

@@ -1,0 +1,131 @@
+"""The job's status enum and the JSON shapes of requests and responses.
+
+These pydantic models validate what the web tier accepts, describe what it answers
+and generate the OpenAPI document, so the three never drift apart.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class JobStatus(str, Enum):
+    """Where a job is in its life. The only place statuses are defined."""
+
+    QUEUED = "queued"
+    STARTED = "started"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+    def is_terminal(self) -> bool:
+        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED)
+
+    @classmethod
+    def from_celery_state(cls, state: str) -> "JobStatus":
+        """Map a Celery task state onto a job status. PENDING means "no result yet";
+        it reads as `queued` only for ids the web tier has recorded."""
+        return _CELERY_STATES.get(state, cls.QUEUED)
+
+
+_CELERY_STATES = {
+    "PENDING": JobStatus.QUEUED,
+    "RECEIVED": JobStatus.QUEUED,
+    "RETRY": JobStatus.QUEUED,
+    "STARTED": JobStatus.STARTED,
+    "SUCCESS": JobStatus.SUCCEEDED,
+    "FAILURE": JobStatus.FAILED,
+    "REVOKED": JobStatus.FAILED,
+    "REJECTED": JobStatus.FAILED,
+}
+
+TOP_K_DEFAULT = 5
+TOP_K_MAX = 20
+
+
+class InputForm(str, Enum):
+    """How an image reached `POST /jobs`."""
+
+    MULTIPART = "multipart"
+    RAW = "raw"
+    URL = "url"
+
+
+# --- requests ------------------------------------------------------------------
+
+
+class SubmitOptions(BaseModel):
+    """Options of `POST /jobs`, from the query string (or the JSON body)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    top_k: int = Field(TOP_K_DEFAULT, ge=1, le=TOP_K_MAX, description="How many predictions to return.")
+
+
+class UrlSubmission(SubmitOptions):
+    """JSON body of `POST /jobs` that names an image by URL."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(description="http(s) URL of the image; fetched by the web tier.",
+                     json_schema_extra={"format": "uri"})
+
+
+# --- responses -----------------------------------------------------------------
+
+
+class Prediction(BaseModel):
+    label: str = Field(description="ImageNet-1k class name shipped with the weights.")
+    class_id: int = Field(ge=0, description="Index of the class in the model's output.")
+    score: float = Field(ge=0, le=1, description="Softmax probability.")
+
+
+class ModelInfo(BaseModel):
+    name: str = Field(examples=["resnet50"])
+    weights: str = Field(description="`IMAGENET1K_V2`, `random`, or the state_dict file name.")
+    precision: Literal["fp32", "bf16"]
+
+
+class Timing(BaseModel):
+    """Milliseconds spent in each stage."""
+
+    queued: float = Field(description="From acceptance by the web tier to a worker taking it.")
+    preprocess: float
+    inference: float
+    total: float = Field(description="From acceptance to the result being ready.")
+
+
+class JobResult(BaseModel):
+    predictions: list[Prediction] = Field(description="Ordered by score, highest first.")
+    model: ModelInfo
+    timing_ms: Timing
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="A machine word, e.g. `bad_image`.")
+    message: str = Field(description="For a person.")
+    details: list[dict] | None = Field(None, description="Per-field problems, for `invalid_field`.")
+
+
+class ErrorResponse(BaseModel):
+    """Every error response, whatever its status."""
+
+    error: ErrorDetail
+
+
+class Job(BaseModel):
+    """`GET /jobs/<id>`; the same fields every time."""
+
+    id: str
+    status: JobStatus
+    created_at: float = Field(description="Unix time the web tier accepted the job.")
+    top_k: int
+    result: JobResult | None = Field(None, description="Set when `status` is `succeeded`.")
+    error: ErrorDetail | None = Field(None, description="Set when `status` is `failed`.")
+
+
+class Health(BaseModel):
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, str] = Field(default_factory=dict)

@@ -1,0 +1,7 @@
+"""The Celery app Flower loads (`celery -A shared.monitor_app flower`): the
+settings and the queue, no task code, so the monitor never imports torch."""
+
+from shared.celery_app import make_celery
+from shared.settings import get_settings
+
+app = make_celery(get_settings())

@@ -1,0 +1,162 @@
+"""Every resq setting, read from the environment and validated once at start.
+
+Both tiers build one `Settings` (12-factor: environment only). A bad value stops
+the process with one line per bad value, naming the variable, what it must be
+and what it got (`load_settings`).
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Precision(str, Enum):
+    """Numeric precision of the model's forward pass."""
+
+    AUTO = "auto"
+    FP32 = "fp32"
+    BF16 = "bf16"
+
+
+class Settings(BaseSettings):
+    """resq's settings; each field is read from the environment variable of the same
+    name in upper case (``redis_url`` from ``REDIS_URL``)."""
+
+    model_config = SettingsConfigDict(
+        case_sensitive=False,
+        extra="ignore",
+        frozen=True,
+        use_attribute_docstrings=True,
+        protected_namespaces=(),
+    )
+
+    # --- connections --------------------------------------------------------
+    redis_url: str = "redis://localhost:6379/0"
+    """Redis used as the Celery broker, the result backend and the job records."""
+
+    queue_name: str = Field("resq", pattern=r"^[A-Za-z0-9_.:-]{1,100}$")
+    """Celery queue the web tier enqueues to and the workers consume. It is also the
+    Redis list KEDA measures."""
+
+    # --- ports ----------------------------------------------------------------
+    port: int = Field(8000, ge=1, le=65535)
+    """TCP port of the web tier (gunicorn)."""
+
+    flower_port: int = Field(5555, ge=1, le=65535)
+    """TCP port of Flower, the Celery monitor."""
+
+    flower_basic_auth: str = ""
+    """`user:password[,user2:password2]` required by Flower; empty means Flower is
+    started only on 127.0.0.1 (never without auth on other interfaces)."""
+
+    # --- model ------------------------------------------------------------------
+    model_weights: str = "imagenet"
+    """`imagenet` (torchvision's IMAGENET1K_V2 from the cache under `TORCH_HOME`,
+    downloaded there when online), a path to a ResNet50 state_dict file, or
+    `random` (untrained weights: for tests and offline demos only)."""
+
+    model_precision: Precision = Precision.AUTO
+    """`auto` (bf16 where the CPU has native bf16, else fp32), `fp32` or `bf16`."""
+
+    # --- limits -----------------------------------------------------------------
+    max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024, le=512 * 1024 * 1024)
+    """Largest accepted request body or fetched URL body, in bytes (larger: 413)."""
+
+    max_image_pixels: int = Field(40_000_000, ge=1, le=400_000_000)
+    """Largest accepted image, as width × height of the encoded image (larger: 413)."""
+
+    wait_max_seconds: float = Field(30.0, ge=0, le=600)
+    """Cap on how long `?wait=` / `Prefer: wait=` may hold a request."""
+
+    result_ttl_seconds: int = Field(86_400, ge=60)
+    """How long a job's record and result are kept; afterwards its id answers 404."""
+
+    queue_max_length: int = Field(10_000, ge=1)
+    """Waiting jobs past which `POST /jobs` answers 503 with `Retry-After`."""
+
+    url_fetch_timeout_seconds: float = Field(10.0, gt=0, le=120)
+    """Total time allowed to fetch an image given by URL (connect and read)."""
+
+    # --- processes --------------------------------------------------------------
+    web_workers: int = Field(2, ge=1, le=64)
+    """gunicorn worker processes of the web tier."""
+
+    web_threads: int = Field(64, ge=1, le=1024)
+    """Threads per gunicorn worker: each holds one request, so one web process holds
+    this many concurrent waits."""
+
+    worker_concurrency: int = Field(1, ge=1, le=64)
+    """Celery pool processes per worker; each loads its own copy of the model."""
+
+    torch_threads: int = Field(0, ge=0, le=256)
+    """Intra-op threads per pool process; 0 means the usable cores divided by
+    `WORKER_CONCURRENCY`."""
+
+    log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
+    """Log level of both tiers."""
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("model_weights")
+    @classmethod
+    def _weights(cls, value: str) -> str:
+        value = value.strip()
+        if value in ("imagenet", "random"):
+            return value
+        if not value:
+            raise ValueError("must be `imagenet`, `random` or a path to a state_dict file")
+        if not Path(value).is_file():
+            raise ValueError(
+                f"{value!r} is neither `imagenet`, `random` nor an existing state_dict file"
+            )
+        return value
+
+    @field_validator("flower_basic_auth")
+    @classmethod
+    def _basic_auth(cls, value: str) -> str:
+        for pair in filter(None, value.split(",")):
+            user, sep, password = pair.partition(":")
+            if not sep or not user or not password:
+                raise ValueError("must be `user:password` pairs separated by commas")
+        return value
+
+
+class SettingsError(Exception):
+    """The environment holds bad values; the message has one line per value."""
+
+
+def describe_errors(error: ValidationError) -> str:
+    """One line per bad value: `NAME: what it must be (got 'value')`."""
+    lines = []
+    for item in error.errors():
+        name = ".".join(str(part) for part in item["loc"]).upper() or "settings"
+        message = item["msg"].removeprefix("Value error, ")
+        got = item.get("input")
+        suffix = f" (got {got!r})" if got is not None and not isinstance(got, dict) else ""
+        lines.append(f"{name}: {message}{suffix}")
+    return "\n".join(lines)
+
+
+def load_settings(**overrides) -> Settings:
+    """Build settings from the environment (plus explicit overrides); raise
+    `SettingsError` with a readable message when a value is bad."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        raise SettingsError("invalid settings:\n" + describe_errors(error)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, built once from the environment."""
+    return load_settings()

@@ -1,0 +1,58 @@
+"""Shared fixtures: a real redis-server, a real Celery worker process (random
+weights) and Flask apps built by `create_app` against them."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from shared.settings import load_settings
+from tests.support.processes import redis_server, start_worker
+from web import create_app
+
+WORKER_QUEUE = "resq-test"
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory):
+    with redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def worker(redis_url, tmp_path_factory):
+    """One real `python -m worker` process consuming `WORKER_QUEUE`."""
+    proc = start_worker(redis_url, WORKER_QUEUE, tmp_path_factory.mktemp("worker") / "worker.log")
+    yield proc
+    proc.stop()
+
+
+def make_settings(redis_url: str, **overrides):
+    return load_settings(redis_url=redis_url, model_weights="random", **overrides)
+
+
+@pytest.fixture()
+def settings(redis_url, worker):
+    return make_settings(redis_url, queue_name=WORKER_QUEUE)
+
+
+@pytest.fixture()
+def app(settings):
+    return create_app(settings)
+
+
+@pytest.fixture()
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture()
+def idle_settings(redis_url):
+    """Settings for a queue no worker consumes: jobs stay queued."""
+    return make_settings(redis_url, queue_name=f"idle-{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture()
+def idle_client(idle_settings):
+    return create_app(idle_settings).test_client()

@@ -1,0 +1,42 @@
+import pytest
+from PIL import Image
+
+from shared.errors import BadImage, ImageTooLarge, UnsupportedImageFormat
+from shared.images import inspect_image
+from tests.support.images import encode, jpeg
+
+
+def test_reads_format_and_size_from_the_header():
+    info = inspect_image(jpeg(320, 240), max_pixels=10**6)
+    assert (info.format, info.width, info.height) == ("JPEG", 320, 240)
+
+
+def test_pixel_limit_is_checked_before_decoding():
+    # 20000 x 20000 in a few kilobytes: a decompression bomb.
+    bomb = encode(Image.new("1", (20000, 20000)), "PNG")
+    assert len(bomb) < 100_000
+    with pytest.raises(ImageTooLarge):
+        inspect_image(bomb, max_pixels=40_000_000)
+
+
+def test_limit_is_the_setting():
+    with pytest.raises(ImageTooLarge, match="limit of 76799 pixels"):
+        inspect_image(jpeg(320, 240), max_pixels=320 * 240 - 1)
+
+
+@pytest.mark.parametrize("data", [b"hello world", b"<html></html>", b"%PDF-1.4\n",
+                                  b"<svg xmlns='http://www.w3.org/2000/svg'/>"])
+def test_non_images_are_refused(data):
+    with pytest.raises(UnsupportedImageFormat):
+        inspect_image(data, max_pixels=10**6)
+
+
+def test_formats_outside_the_list_are_not_opened():
+    eps_like = encode(Image.new("RGB", (8, 8)), "PPM")  # Pillow reads PPM; resq does not
+    with pytest.raises(UnsupportedImageFormat):
+        inspect_image(eps_like, max_pixels=10**6)
+
+
+def test_empty_body():
+    with pytest.raises(BadImage, match="empty"):
+        inspect_image(b"", max_pixels=10**6)

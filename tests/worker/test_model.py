@@ -1,0 +1,85 @@
+import math
+
+import pytest
+import torch
+from torchvision.models import ResNet50_Weights, resnet50
+
+from shared.settings import Precision
+from tests.support.images import jpeg
+from worker.classifier import Classifier
+from worker.model import load_model
+from worker.precision import resolve_precision
+from worker.weights import WeightsSource, WeightsUnavailable, resolve_weights
+
+
+@pytest.fixture(scope="module")
+def random_model():
+    return load_model(WeightsSource("random", None), "fp32")
+
+
+def test_state_dict_file_is_loaded(tmp_path):
+    reference = resnet50(weights=None)
+    torch.nn.init.normal_(reference.fc.weight, std=0.5)
+    path = tmp_path / "my-resnet50.pth"
+    torch.save(reference.state_dict(), path)
+
+    source = resolve_weights(str(path))
+    model = load_model(source, "fp32")
+    assert model.weights_name == "my-resnet50.pth"
+    assert model.info() == {"name": "resnet50", "weights": "my-resnet50.pth", "precision": "fp32"}
+    assert torch.equal(model.module.fc.weight, reference.fc.weight)
+    assert not model.module.training
+
+
+def test_random_weights_say_so():
+    assert resolve_weights("random") == WeightsSource("random", None)
+
+
+def test_imagenet_missing_offline_says_how_to_fix(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.raises(WeightsUnavailable) as caught:
+        resolve_weights("imagenet", download=False)
+    message = str(caught.value)
+    assert str(tmp_path) in message and "MODEL_WEIGHTS=random" in message
+
+
+def test_imagenet_from_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    from worker.weights import imagenet_cache_path
+
+    path = imagenet_cache_path()
+    path.parent.mkdir(parents=True)
+    torch.save(resnet50(weights=None).state_dict(), path)
+    source = resolve_weights("imagenet", download=False)
+    assert (source.name, source.path) == ("IMAGENET1K_V2", path)
+    assert path.name == ResNet50_Weights.IMAGENET1K_V2.url.rsplit("/", 1)[1]
+
+
+def test_classifier_returns_ordered_softmax_top_k(random_model):
+    result = Classifier(random_model, 10**8).classify(jpeg(), top_k=7)
+    predictions = result["predictions"]
+    assert len(predictions) == 7
+    scores = [p["score"] for p in predictions]
+    assert scores == sorted(scores, reverse=True)
+    assert all(0 <= s <= 1 for s in scores) and sum(scores) <= 1 + 1e-6
+    categories = ResNet50_Weights.IMAGENET1K_V2.meta["categories"]
+    assert all(categories[p["class_id"]] == p["label"] for p in predictions)
+    assert result["model"]["weights"] == "random"
+    assert set(result["timing_ms"]) == {"preprocess", "inference"}
+
+
+def test_scores_are_the_softmax_of_the_logits(random_model):
+    classifier = Classifier(random_model, 10**8)
+    logits = torch.tensor([0.0] * 997 + [1.0, 2.0, 3.0])
+    top = classifier.top_k(logits, 3)
+    denominator = 997 + math.e + math.e**2 + math.e**3
+    assert [p["class_id"] for p in top] == [999, 998, 997]
+    assert top[0]["score"] == pytest.approx(math.e**3 / denominator)
+
+
+@pytest.mark.parametrize("flags,expected", [
+    ({"avx2", "amx_bf16"}, "bf16"), ({"avx512_bf16"}, "bf16"), ({"avx2"}, "fp32"), (set(), "fp32"),
+])
+def test_auto_precision_follows_the_cpu(flags, expected):
+    assert resolve_precision(Precision.AUTO, frozenset(flags)) == expected
+    assert resolve_precision(Precision.FP32, frozenset(flags)) == "fp32"

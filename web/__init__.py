@@ -1,0 +1,53 @@
+"""The web tier: a Flask app that validates submissions, records and enqueues jobs
+and answers with their state. It never imports torch."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from shared.celery_app import make_celery
+from shared.redis_client import connect
+from shared.settings import Settings, get_settings
+from web.blueprints import docs, jobs, probes
+from web.errors import register_error_handlers
+from web.intake import Intake
+from web.job_service import JobService
+from web.openapi import build_openapi
+from web.result_waiter import ResultWaiter
+from web.url_fetch import UrlFetcher
+
+VERSION = "0.1.0"
+# Room for the multipart envelope around an image of the maximum size.
+MULTIPART_OVERHEAD = 64 * 1024
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or get_settings()
+    app = Flask(__name__, static_folder=None)
+    app.config.update(
+        MAX_CONTENT_LENGTH=settings.max_upload_bytes + MULTIPART_OVERHEAD,
+        MAX_FORM_MEMORY_SIZE=MULTIPART_OVERHEAD,
+        RESQ_MAX_UPLOAD_BYTES=settings.max_upload_bytes,
+        RESQ_WAIT_MAX_SECONDS=settings.wait_max_seconds,
+    )
+    app.json.sort_keys = False  # fields in the order the models declare them
+    logging.getLogger("web").setLevel(settings.log_level)
+
+    client = connect(settings.redis_url)
+    app.extensions["resq.settings"] = settings
+    app.extensions["resq.jobs"] = JobService(settings, make_celery(settings), client,
+                                             ResultWaiter(client))
+    app.extensions["resq.intake"] = Intake(
+        max_upload_bytes=settings.max_upload_bytes,
+        max_image_pixels=settings.max_image_pixels,
+        fetcher=UrlFetcher(max_bytes=settings.max_upload_bytes,
+                           timeout_seconds=settings.url_fetch_timeout_seconds),
+    )
+    app.extensions["resq.openapi"] = build_openapi(VERSION)
+
+    for blueprint in (jobs.bp, probes.bp, docs.bp):
+        app.register_blueprint(blueprint)
+    register_error_handlers(app)
+    return app

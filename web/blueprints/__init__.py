@@ -1,0 +1,1 @@
+"""HTTP blueprints: jobs, probes, API docs."""

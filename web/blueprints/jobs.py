@@ -1,0 +1,55 @@
+"""`/jobs`: translates HTTP to `JobService` calls and jobs back to JSON."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify, request
+
+from shared.jobs import Job
+from web.waiting import requested_wait
+
+bp = Blueprint("jobs", __name__)
+
+
+def _service():
+    return current_app.extensions["resq.jobs"]
+
+
+def _intake():
+    return current_app.extensions["resq.intake"]
+
+
+def _wait_seconds() -> tuple[float, bool]:
+    return requested_wait(request.args.get("wait"), request.headers.get("Prefer"),
+                          current_app.config["RESQ_WAIT_MAX_SECONDS"])
+
+
+def _job_response(job: Job, status: int, *, waited: float | None = None, from_prefer=False):
+    response = jsonify(job.model_dump(mode="json"))
+    response.status_code = status
+    response.headers["Location"] = f"/jobs/{job.id}"
+    if from_prefer and waited is not None:
+        response.headers["Preference-Applied"] = f"wait={waited:g}"
+    return response
+
+
+@bp.post("/jobs")
+def submit():
+    wait, from_prefer = _wait_seconds()
+    submission = _intake().read(request)
+    job = _service().submit(submission)
+    if wait > 0:
+        job = _service().wait(job.id, wait)
+    status = 200 if job.status.is_terminal() else 202
+    return _job_response(job, status, waited=wait, from_prefer=from_prefer)
+
+
+@bp.get("/jobs/<job_id>")
+def get(job_id: str):
+    wait, from_prefer = _wait_seconds()
+    job = _service().wait(job_id, wait)
+    return _job_response(job, 200, waited=wait, from_prefer=from_prefer)
+
+
+@bp.delete("/jobs/<job_id>")
+def cancel(job_id: str):
+    return _job_response(_service().cancel(job_id), 200)

@@ -1,0 +1,28 @@
+"""Liveness and readiness probes."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify
+
+from shared.errors import ServiceUnavailable
+
+bp = Blueprint("probes", __name__)
+
+
+@bp.get("/healthz")
+def healthz():
+    """The process answers."""
+    return jsonify({"status": "ok", "checks": {}})
+
+
+@bp.get("/readyz")
+def readyz():
+    """Redis answers (the web tier depends on nothing else)."""
+    try:
+        current_app.extensions["resq.jobs"].ping()
+    except ServiceUnavailable:
+        response = jsonify({"status": "unavailable", "checks": {"redis": "unreachable"}})
+        response.status_code = 503
+        response.headers["Retry-After"] = "5"
+        return response
+    return jsonify({"status": "ok", "checks": {"redis": "ok"}})

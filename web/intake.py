@@ -1,0 +1,96 @@
+"""Reads `POST /jobs` into a `Submission`: the image bytes, how they came and the
+options, whichever of the three input forms the client used."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from flask import Request
+from pydantic import BaseModel, ValidationError
+
+from shared.errors import BadRequest, InvalidField, PayloadTooLarge, UnsupportedMediaType
+from shared.images import ACCEPTED_MEDIA_TYPES, ImageInfo, inspect_image
+from shared.jobs import InputForm, SubmitOptions, UrlSubmission
+from web.url_fetch import UrlFetcher
+
+
+@dataclass(frozen=True)
+class Submission:
+    image: bytes
+    info: ImageInfo
+    form: InputForm
+    options: SubmitOptions
+
+
+def validate(model: type[BaseModel], data: dict) -> BaseModel:
+    """Validate `data` against `model`, or raise `InvalidField` naming each field."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        details = [
+            {"field": ".".join(str(p) for p in item["loc"]) or "body", "message": item["msg"]}
+            for item in error.errors()
+        ]
+        summary = "; ".join(f"{d['field']}: {d['message']}" for d in details)
+        raise InvalidField(summary, details=details) from None
+
+
+class Intake:
+    def __init__(self, *, max_upload_bytes: int, max_image_pixels: int, fetcher: UrlFetcher):
+        self.max_upload_bytes = max_upload_bytes
+        self.max_image_pixels = max_image_pixels
+        self.fetcher = fetcher
+
+    def read(self, request: Request) -> Submission:
+        mimetype = request.mimetype
+        if mimetype == "multipart/form-data":
+            image, options, form = self._multipart(request), self._options(request, request.form), InputForm.MULTIPART
+        elif mimetype.startswith("image/"):
+            if mimetype not in ACCEPTED_MEDIA_TYPES:
+                raise UnsupportedMediaType(
+                    f"{mimetype} is not an accepted image type; send one of "
+                    + ", ".join(sorted(ACCEPTED_MEDIA_TYPES)))
+            image, options, form = request.get_data(cache=False), self._options(request), InputForm.RAW
+        elif mimetype == "application/json":
+            image, options, form = self._url(request)
+        else:
+            raise UnsupportedMediaType(
+                f"content type {mimetype or '(none)'} is not accepted; send multipart/form-data "
+                "with an `image` file, an image/* body, or application/json with a `url`")
+        self._check_size(image)
+        info = inspect_image(image, self.max_image_pixels)
+        return Submission(image=image, info=info, form=form, options=options)
+
+    def _options(self, request: Request, extra=None) -> SubmitOptions:
+        data = dict(request.args.items())
+        if extra:
+            data.update({k: v for k, v in extra.items() if k in SubmitOptions.model_fields})
+        return validate(SubmitOptions, data)
+
+    def _multipart(self, request: Request) -> bytes:
+        files = request.files.getlist("image")
+        if not files:
+            raise InvalidField("image: a multipart file field named `image` is required",
+                               details=[{"field": "image", "message": "required"}])
+        if len(files) > 1:
+            raise InvalidField("image: send one image per request",
+                               details=[{"field": "image", "message": "only one file allowed"}])
+        return files[0].stream.read(self.max_upload_bytes + 1)
+
+    def _url(self, request: Request) -> tuple[bytes, SubmitOptions, InputForm]:
+        try:
+            body = json.loads(request.get_data(cache=False) or b"null")
+        except (ValueError, UnicodeDecodeError):
+            raise BadRequest("the body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise InvalidField("body: a JSON object with a `url` field is required",
+                               details=[{"field": "body", "message": "must be an object"}])
+        merged = {**dict(request.args.items()), **body}
+        submission = validate(UrlSubmission, merged)
+        options = SubmitOptions(top_k=submission.top_k)
+        return self.fetcher.fetch(str(submission.url)), options, InputForm.URL
+
+    def _check_size(self, image: bytes) -> None:
+        if len(image) > self.max_upload_bytes:
+            raise PayloadTooLarge(f"the image is over the limit of {self.max_upload_bytes} bytes")

@@ -1,0 +1,132 @@
+"""The web tier's runtime: submits, reads, waits for and cancels jobs. The HTTP
+layer (`web.blueprints.jobs`) only translates requests to these calls."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from contextlib import contextmanager
+
+import redis
+from celery import Celery
+from kombu.exceptions import OperationalError
+
+from shared.celery_app import CLASSIFY_TASK
+from shared.errors import (BrokerUnavailable, JobCancelled, JobNotFound, QueueFull,
+                           ResqError, WorkerLost, error_from_dict)
+from shared.job_records import JobRecord, JobRecords
+from shared.jobs import ErrorDetail, Job, JobResult, JobStatus
+from shared.redis_client import REDIS_ERRORS
+from shared.settings import Settings
+from web.intake import Submission
+from web.result_waiter import RECHECK_SECONDS, ResultWaiter
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_UNAVAILABLE = 5
+RETRY_AFTER_QUEUE_FULL = 10
+UNAVAILABLE_ERRORS = (*REDIS_ERRORS, OperationalError)
+
+
+@contextmanager
+def redis_guard():
+    """Turn a lost Redis into a 503 with `Retry-After`."""
+    try:
+        yield
+    except UNAVAILABLE_ERRORS as error:
+        log.warning("redis unavailable: %s", error)
+        raise BrokerUnavailable(retry_after=RETRY_AFTER_UNAVAILABLE) from error
+
+
+class JobService:
+    def __init__(self, settings: Settings, celery: Celery, client: redis.Redis,
+                 waiter: ResultWaiter):
+        self.settings = settings
+        self.celery = celery
+        self.client = client
+        self.records = JobRecords(client, settings.result_ttl_seconds)
+        self.waiter = waiter
+
+    # --- submit -------------------------------------------------------------
+    def submit(self, submission: Submission) -> Job:
+        job_id = str(uuid.uuid4())
+        with redis_guard():
+            if self.client.llen(self.settings.queue_name) >= self.settings.queue_max_length:
+                raise QueueFull(retry_after=RETRY_AFTER_QUEUE_FULL)
+            record = self.records.create(job_id, top_k=submission.options.top_k,
+                                         form=submission.form.value, image=submission.image)
+            self.celery.send_task(
+                CLASSIFY_TASK,
+                kwargs={"top_k": record.top_k, "created_at": record.created_at},
+                task_id=job_id,
+                queue=self.settings.queue_name,
+            )
+        log.info("job accepted", extra={"job_id": job_id, "form": submission.form.value,
+                                        "bytes": len(submission.image)})
+        return self._job(record, "PENDING", None)
+
+    # --- read ---------------------------------------------------------------
+    def get(self, job_id: str) -> Job:
+        with redis_guard():
+            record = self.records.get(job_id)
+            if record is None:
+                raise JobNotFound()
+            meta = self.celery.backend.get_task_meta(job_id)
+        return self._job(record, meta.get("status", "PENDING"), meta.get("result"))
+
+    def wait(self, job_id: str, seconds: float) -> Job:
+        """The job once it is finished, or as it is after `seconds`."""
+        job = self.get(job_id)
+        if seconds <= 0 or job.status.is_terminal():
+            return job
+        deadline = time.monotonic() + seconds
+        with self.waiter.watch(job_id) as changed:
+            while True:
+                job = self.get(job_id)
+                remaining = deadline - time.monotonic()
+                if job.status.is_terminal() or remaining <= 0:
+                    return job
+                changed.wait(min(remaining, RECHECK_SECONDS))
+                changed.clear()
+
+    # --- cancel -------------------------------------------------------------
+    def cancel(self, job_id: str) -> Job:
+        job = self.get(job_id)
+        if job.status.is_terminal():
+            return job
+        with redis_guard():
+            self.records.mark_cancelled(job_id)
+            self.celery.backend.mark_as_revoked(job_id, "cancelled")
+            self.celery.control.revoke(job_id)
+        log.info("job cancelled", extra={"job_id": job_id})
+        return self.get(job_id)
+
+    def ping(self) -> None:
+        with redis_guard():
+            self.client.ping()
+
+    # --- helpers -------------------------------------------------------------
+    def _job(self, record: JobRecord, state: str, payload) -> Job:
+        status = JobStatus.from_celery_state(state)
+        result = error = None
+        if status is JobStatus.SUCCEEDED:
+            result = JobResult.model_validate(payload)
+        elif status is JobStatus.FAILED:
+            error = ErrorDetail(**self._error_of(state, payload))
+        return Job(id=record.id, status=status, created_at=record.created_at,
+                   top_k=record.top_k, result=result, error=error)
+
+    @staticmethod
+    def _error_of(state: str, payload) -> dict:
+        if state == "REVOKED":
+            return JobCancelled().to_dict()
+        if isinstance(payload, ResqError):
+            return payload.to_dict()
+        if isinstance(payload, dict):
+            return error_from_dict(payload)
+        if payload is not None and type(payload).__name__ == "WorkerLostError":
+            return WorkerLost().to_dict()
+        return {"code": "inference_failed",
+                "message": f"the job failed: {type(payload).__name__}: {payload}"}
+

@@ -1,0 +1,98 @@
+"""The OpenAPI 3.1 document, its schemas generated from the same pydantic models
+that validate requests and shape responses (`shared.jobs`)."""
+
+from __future__ import annotations
+
+from pydantic.json_schema import models_json_schema
+
+from shared.jobs import ErrorResponse, Health, Job, SubmitOptions, UrlSubmission, TOP_K_MAX
+
+REF = "#/components/schemas/{model}"
+
+
+def _ref(model) -> dict:
+    return {"$ref": REF.format(model=model.__name__)}
+
+
+def _json(model, description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": _ref(model)}}}
+
+
+def _errors(*codes: int) -> dict:
+    words = {400: "Bad image, URL or request", 404: "Unknown or expired job",
+             413: "Body or image over the limit", 415: "Unsupported content type",
+             422: "Invalid field", 429: "Rate limited", 503: "Queue unreachable or full"}
+    return {str(code): _json(ErrorResponse, words[code]) for code in codes}
+
+
+_WAIT = {
+    "name": "wait", "in": "query", "required": False,
+    "description": "`true` (wait up to the server's cap) or seconds to hold the request "
+                   "for the result; capped by WAIT_MAX_SECONDS.",
+    "schema": {"type": "string", "examples": ["true", "10"]},
+}
+_PREFER = {
+    "name": "Prefer", "in": "header", "required": False,
+    "description": "RFC 7240 `wait=<seconds>`, as the `wait` query parameter.",
+    "schema": {"type": "string", "examples": ["wait=10"]},
+}
+_TOP_K = {
+    "name": "top_k", "in": "query", "required": False,
+    "schema": {"type": "integer", "minimum": 1, "maximum": TOP_K_MAX, "default": 5},
+}
+_JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_LOCATION = {"Location": {"description": "/jobs/<id>", "schema": {"type": "string"}}}
+
+
+def build_openapi(version: str) -> dict:
+    _, schemas = models_json_schema(
+        [(m, "validation") for m in (SubmitOptions, UrlSubmission)]
+        + [(m, "serialization") for m in (Job, ErrorResponse, Health)],
+        ref_template=REF,
+    )
+    binary = {"type": "string", "format": "binary"}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "resq", "version": version,
+                 "description": "Queue-backed image classification with ResNet50."},
+        "paths": {
+            "/jobs": {"post": {
+                "summary": "Submit one image",
+                "operationId": "submitJob",
+                "parameters": [_TOP_K, _WAIT, _PREFER],
+                "requestBody": {"required": True, "content": {
+                    "multipart/form-data": {"schema": {
+                        "type": "object", "required": ["image"],
+                        "properties": {"image": binary, "top_k": _TOP_K["schema"]}}},
+                    "image/*": {"schema": binary},
+                    "application/json": {"schema": _ref(UrlSubmission)},
+                }},
+                "responses": {
+                    "200": {**_json(Job, "Finished within the wait"), "headers": _LOCATION},
+                    "202": {**_json(Job, "Accepted; poll the Location"), "headers": _LOCATION},
+                    **_errors(400, 413, 415, 422, 503),
+                },
+            }},
+            "/jobs/{job_id}": {
+                "get": {
+                    "summary": "Read a job (long poll with `wait`)",
+                    "operationId": "getJob",
+                    "parameters": [_JOB_ID, _WAIT, _PREFER],
+                    "responses": {"200": _json(Job, "The job"), **_errors(404, 422, 503)},
+                },
+                "delete": {
+                    "summary": "Cancel a job that has not finished",
+                    "operationId": "cancelJob",
+                    "parameters": [_JOB_ID],
+                    "responses": {"200": _json(Job, "The job after the cancel"),
+                                  **_errors(404, 503)},
+                },
+            },
+            "/healthz": {"get": {"summary": "Liveness", "operationId": "healthz",
+                                 "responses": {"200": _json(Health, "Alive")}}},
+            "/readyz": {"get": {"summary": "Readiness: Redis reachable", "operationId": "readyz",
+                                "responses": {"200": _json(Health, "Ready"),
+                                              "503": _json(Health, "Redis unreachable")}}},
+        },
+        "components": {"schemas": schemas["$defs"]},
+    }

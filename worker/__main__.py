@@ -1,0 +1,44 @@
+"""`python -m worker`: check the settings and the weights, then run the Celery
+worker on the configured queue. Exits 2 on bad settings, 3 on missing weights."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from shared.settings import SettingsError, get_settings
+
+
+def main(argv: list[str]) -> int:
+    try:
+        settings = get_settings()
+    except SettingsError as error:
+        print(f"resq worker: {error}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    from worker.weights import WeightsUnavailable, resolve_weights
+
+    try:
+        resolve_weights(settings.model_weights, download=True)
+    except WeightsUnavailable as error:
+        print(f"resq worker: cannot start: {error}", file=sys.stderr)
+        return 3
+
+    from worker.celery_worker import app
+
+    app.worker_main([
+        "worker",
+        f"--loglevel={settings.log_level}",
+        f"--concurrency={settings.worker_concurrency}",
+        "--pool=prefork",
+        f"--queues={settings.queue_name}",
+        "--task-events",
+        *argv,
+    ])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,92 @@
+"""Image bytes → the normalised 3×224×224 tensor ResNet50 expects.
+
+Matches torchvision's reference transforms for IMAGENET1K_V2 (resize the shorter
+side to 232 with antialiased bilinear, center-crop 224, ImageNet mean/std), after
+applying the EXIF orientation and converting any mode to RGB. The parity test
+(`tests/worker/test_preprocess.py`) states the tolerance.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from shared.errors import BadImage
+from shared.images import open_image
+
+RESIZE_SIZE = 232
+CROP_SIZE = 224
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+
+_HIGH_DEPTH_MODES = {"I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
+_BACKGROUND = (255, 255, 255)
+
+
+def decode(data: bytes, max_pixels: int) -> Image.Image:
+    """Decode the first frame of an accepted image, upright and in RGB."""
+    image = open_image(data, max_pixels)
+    try:
+        image.load()
+        image = ImageOps.exif_transpose(image)
+        return to_rgb(image)
+    except BadImage:
+        raise
+    except Exception as error:  # truncated or corrupt data: Pillow raises many kinds
+        raise BadImage(f"the image cannot be decoded: {error}") from None
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any Pillow mode → RGB. Transparent pixels are laid on white; 16-bit and float
+    grey images are scaled to 8 bits by their range instead of being clipped."""
+    if image.mode in _HIGH_DEPTH_MODES:
+        image = _to_8bit_grey(image)
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, _BACKGROUND + (255,))
+        image = Image.alpha_composite(background, rgba)
+    return image.convert("RGB") if image.mode != "RGB" else image
+
+
+def _to_8bit_grey(image: Image.Image) -> Image.Image:
+    array = np.asarray(image, dtype=np.float64)
+    if image.mode.startswith("I;16"):
+        scale = 65535.0
+    else:
+        scale = float(array.max()) if array.size and array.max() > 255 else 255.0
+    scaled = np.clip(array * (255.0 / scale), 0, 255).round().astype(np.uint8)
+    return Image.fromarray(scaled)
+
+
+def resized_size(width: int, height: int, short_side: int = RESIZE_SIZE) -> tuple[int, int]:
+    """(width, height) after scaling the shorter side to `short_side`, rounding as
+    torchvision does."""
+    if width <= height:
+        return short_side, int(short_side * height / width)
+    return int(short_side * width / height), short_side
+
+
+def center_box(width: int, height: int, crop: int = CROP_SIZE) -> tuple[int, int, int, int]:
+    top = int(round((height - crop) / 2.0))
+    left = int(round((width - crop) / 2.0))
+    return left, top, left + crop, top + crop
+
+
+_MEAN = torch.tensor(MEAN).view(3, 1, 1)
+_STD = torch.tensor(STD).view(3, 1, 1)
+
+
+def to_tensor(image: Image.Image) -> torch.Tensor:
+    """An RGB image → float32 3×224×224, resized, cropped and normalised."""
+    resized = image.resize(resized_size(*image.size), Image.Resampling.BILINEAR)
+    cropped = resized.crop(center_box(*resized.size))
+    array = np.asarray(cropped, dtype=np.uint8)
+    tensor = torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(255.0)
+    return tensor.sub_(_MEAN).div_(_STD)
+
+
+def preprocess(data: bytes, max_pixels: int) -> torch.Tensor:
+    return to_tensor(decode(data, max_pixels))

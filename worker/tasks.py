@@ -1,0 +1,31 @@
+"""The classify task: thin, it hands the job to `JobRunner`."""
+
+from __future__ import annotations
+
+from celery import Celery, Task
+from celery.exceptions import Ignore
+
+from shared.celery_app import CLASSIFY_TASK
+from shared.job_records import JobRecords
+from worker.job_runner import JobCancelledBeforeRun, JobRunner
+from worker.runtime import load_runtime
+
+
+def register_tasks(app: Celery, settings, records: JobRecords) -> None:
+    class ClassifyTask(Task):
+        # Runs after the result is stored (and before the message is acked).
+        def on_success(self, retval, task_id, args, kwargs):
+            records.finish(task_id)
+
+        def on_failure(self, exc, task_id, args, kwargs, einfo):
+            records.finish(task_id)
+
+    @app.task(name=CLASSIFY_TASK, bind=True, base=ClassifyTask)
+    def classify(self, top_k: int, created_at: float) -> dict:
+        runner = JobRunner(records, load_runtime(settings))
+        try:
+            return runner.run(self.request.id, top_k, created_at)
+        except JobCancelledBeforeRun:
+            self.backend.mark_as_revoked(self.request.id, "cancelled", request=self.request)
+            records.finish(self.request.id)
+            raise Ignore() from None

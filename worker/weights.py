@@ -1,0 +1,72 @@
+"""Where the model's weights come from (`MODEL_WEIGHTS`), checked before the worker
+takes any job so that a missing file stops it with a message that says what to do."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch.hub import download_url_to_file, get_dir
+from torchvision.models import ResNet50_Weights
+
+IMAGENET = ResNet50_Weights.IMAGENET1K_V2
+
+
+class WeightsUnavailable(RuntimeError):
+    """The configured weights cannot be had; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    """A resolved `MODEL_WEIGHTS`: `path` is None for random weights."""
+
+    name: str
+    path: Path | None
+
+    @property
+    def is_random(self) -> bool:
+        return self.path is None
+
+
+def imagenet_cache_path() -> Path:
+    """Where torchvision keeps IMAGENET1K_V2 (under `TORCH_HOME`)."""
+    return Path(get_dir()) / "checkpoints" / os.path.basename(IMAGENET.url)
+
+
+def resolve_weights(setting: str, *, download: bool = True) -> WeightsSource:
+    """Turn `MODEL_WEIGHTS` into a file on disk, downloading torchvision's weights
+    into the cache when they are missing and `download` is set."""
+    if setting == "random":
+        return WeightsSource(name="random", path=None)
+    if setting != "imagenet":
+        path = Path(setting)
+        if not path.is_file():
+            raise WeightsUnavailable(f"MODEL_WEIGHTS={setting!r}: no such file")
+        return WeightsSource(name=path.name, path=path)
+
+    target = imagenet_cache_path()
+    if target.is_file():
+        return WeightsSource(name=IMAGENET.name, path=target)
+    if download:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            download_url_to_file(IMAGENET.url, str(target), progress=False)
+        except Exception as error:  # no network, proxy refused, disk full, ...
+            target.unlink(missing_ok=True)
+            raise WeightsUnavailable(_how_to_fix(target, error)) from None
+        return WeightsSource(name=IMAGENET.name, path=target)
+    raise WeightsUnavailable(_how_to_fix(target, None))
+
+
+def _how_to_fix(target: Path, error: Exception | None) -> str:
+    reason = f" (download failed: {error})" if error else ""
+    return (
+        f"the ResNet50 IMAGENET1K_V2 weights are not in {target}{reason}.\n"
+        "Fix it in one of these ways:\n"
+        f"  * run once with network access (they are downloaded to {target}),\n"
+        f"  * copy the file {os.path.basename(IMAGENET.url)} there, or set TORCH_HOME to a "
+        "folder whose hub/checkpoints/ holds it,\n"
+        "  * set MODEL_WEIGHTS to the path of a ResNet50 state_dict file,\n"
+        "  * or set MODEL_WEIGHTS=random for a demo with untrained weights."
+    )
