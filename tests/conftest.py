@@ -4,6 +4,7 @@ weights) and Flask apps built by `create_app` against them."""
 from __future__ import annotations
 
 import uuid
+from contextlib import contextmanager
 
 import pytest
 
@@ -37,9 +38,19 @@ def settings(redis_url, worker):
     return make_settings(redis_url, queue_name=WORKER_QUEUE)
 
 
+@contextmanager
+def running_app(settings):
+    app = create_app(settings)
+    try:
+        yield app
+    finally:
+        app.extensions["resq.jobs"].close()
+
+
 @pytest.fixture()
 def app(settings):
-    return create_app(settings)
+    with running_app(settings) as app:
+        yield app
 
 
 @pytest.fixture()
@@ -55,4 +66,5 @@ def idle_settings(redis_url):
 
 @pytest.fixture()
 def idle_client(idle_settings):
-    return create_app(idle_settings).test_client()
+    with running_app(idle_settings) as app:
+        yield app.test_client()

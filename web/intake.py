@@ -86,7 +86,8 @@ class Intake:
         if not isinstance(body, dict):
             raise InvalidField("body: a JSON object with a `url` field is required",
                                details=[{"field": "body", "message": "must be an object"}])
-        merged = {**dict(request.args.items()), **body}
+        query = {k: v for k, v in request.args.items() if k in SubmitOptions.model_fields}
+        merged = {**query, **body}
         submission = validate(UrlSubmission, merged)
         options = SubmitOptions(top_k=submission.top_k)
         return self.fetcher.fetch(str(submission.url)), options, InputForm.URL

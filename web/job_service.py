@@ -102,6 +102,10 @@ class JobService:
         log.info("job cancelled", extra={"job_id": job_id})
         return self.get(job_id)
 
+    def close(self) -> None:
+        self.waiter.stop()
+        self.client.close()
+
     def ping(self) -> None:
         with redis_guard():
             self.client.ping()

@@ -16,13 +16,13 @@ from contextlib import contextmanager
 
 import redis
 
-from shared.redis_client import REDIS_ERRORS
 
 log = logging.getLogger(__name__)
 
 CHANNEL_PREFIX = "celery-task-meta-"
 RECHECK_SECONDS = 1.0
 RECONNECT_SECONDS = 0.5
+POLL_SECONDS = 0.25
 
 
 class ResultWaiter:
@@ -69,17 +69,19 @@ class ResultWaiter:
                 pubsub.psubscribe(CHANNEL_PREFIX + "*")
                 self._subscribed.set()
                 while not self._stopping.is_set():
-                    message = pubsub.get_message(timeout=1.0)
+                    message = pubsub.get_message(timeout=POLL_SECONDS)
                     if message and message["type"] == "pmessage":
                         self._notify(message["channel"].decode()[len(CHANNEL_PREFIX):])
-            except REDIS_ERRORS as error:
+            except Exception as error:  # Redis gone, or torn down under us
                 self._subscribed.clear()
+                if self._stopping.is_set():
+                    return
                 log.warning("result subscription lost (%s); reconnecting", error)
                 self._stopping.wait(RECONNECT_SECONDS)
             finally:
                 try:
                     pubsub.close()
-                except REDIS_ERRORS:
+                except Exception:
                     pass
 
     def _notify(self, job_id: str) -> None:
@@ -88,5 +90,8 @@ class ResultWaiter:
         for event in events:
             event.set()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 2.0) -> None:
         self._stopping.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)

@@ -1,0 +1,92 @@
+"""`POST /jobs` in its three input forms, with a real worker behind the queue."""
+
+import pytest
+from torchvision.models import ResNet50_Weights
+
+from tests.support.http_server import serve
+from tests.support.images import jpeg, png, photo
+
+CATEGORIES = ResNet50_Weights.IMAGENET1K_V2.meta["categories"]
+
+
+def assert_succeeded(job: dict, top_k: int = 5):
+    assert job["status"] == "succeeded", job
+    predictions = job["result"]["predictions"]
+    assert len(predictions) == top_k
+    scores = [p["score"] for p in predictions]
+    assert scores == sorted(scores, reverse=True)
+    assert all(CATEGORIES[p["class_id"]] == p["label"] for p in predictions)
+    assert job["result"]["model"] == {"name": "resnet50", "weights": "random", "precision": "fp32"}
+    timing = job["result"]["timing_ms"]
+    assert set(timing) == {"queued", "preprocess", "inference", "total"}
+    assert timing["total"] >= timing["inference"] > 0
+    assert job["error"] is None
+
+
+def test_multipart_upload_is_accepted_with_a_location(client):
+    response = client.post("/jobs", data={"image": (_file(jpeg()), "cat.jpg")})
+    assert response.status_code == 202
+    body = response.get_json()
+    assert body["status"] in ("queued", "started", "succeeded")
+    assert response.headers["Location"] == f"/jobs/{body['id']}"
+    assert set(body) == {"id", "status", "created_at", "top_k", "result", "error"}
+
+
+def test_multipart_then_poll_to_succeeded(client):
+    job_id = client.post("/jobs", data={"image": (_file(jpeg()), "cat.jpg")}).get_json()["id"]
+    job = client.get(f"/jobs/{job_id}?wait=30").get_json()
+    assert_succeeded(job)
+
+
+def test_raw_image_body_with_wait_returns_the_result(client):
+    response = client.post("/jobs?wait=30", data=jpeg(), content_type="image/jpeg")
+    assert response.status_code == 200
+    assert_succeeded(response.get_json())
+
+
+def test_prefer_wait_header(client):
+    response = client.post("/jobs", data=png(photo("coffee")), content_type="image/png",
+                           headers={"Prefer": "respond-async, wait=30"})
+    assert response.status_code == 200
+    assert response.headers["Preference-Applied"] == "wait=30"
+    assert_succeeded(response.get_json())
+
+
+def test_wait_true_is_capped_by_the_setting(client):
+    response = client.post("/jobs?wait=true", data=jpeg(), content_type="image/jpeg")
+    assert response.status_code == 200
+    assert_succeeded(response.get_json())
+
+
+def test_url_submission_fetches_the_image(client):
+    with serve({"/cat.jpg": (200, "image/jpeg", jpeg())}) as (base, requested):
+        response = client.post("/jobs?wait=30", json={"url": f"{base}/cat.jpg", "top_k": 3})
+    assert requested == ["/cat.jpg"]
+    assert response.status_code == 200
+    assert_succeeded(response.get_json(), top_k=3)
+
+
+@pytest.mark.parametrize("k", [1, 20])
+def test_top_k_in_the_query(client, k):
+    response = client.post(f"/jobs?top_k={k}&wait=30", data=jpeg(), content_type="image/jpeg")
+    assert response.get_json()["top_k"] == k
+    assert_succeeded(response.get_json(), top_k=k)
+
+
+def test_top_k_as_a_multipart_field(client):
+    response = client.post("/jobs?wait=30", data={"image": (_file(jpeg()), "a.jpg"), "top_k": "2"})
+    assert_succeeded(response.get_json(), top_k=2)
+
+
+def test_wait_returns_202_with_the_id_when_no_worker_runs(idle_client):
+    response = idle_client.post("/jobs?wait=0.3", data=jpeg(), content_type="image/jpeg")
+    assert response.status_code == 202
+    body = response.get_json()
+    assert body["status"] == "queued" and body["result"] is None
+    assert idle_client.get(f"/jobs/{body['id']}?wait=0.2").get_json()["status"] == "queued"
+
+
+def _file(data: bytes):
+    import io
+
+    return io.BytesIO(data)
