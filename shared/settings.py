@@ -63,6 +63,22 @@ class Settings(BaseSettings):
     model_precision: Precision = Precision.AUTO
     """`auto` (bf16 where the CPU has native bf16, else fp32), `fp32` or `bf16`."""
 
+    model_compile: bool = True
+    """Compile the model ahead of time (torch.export + AOTInductor, frozen) and keep
+    the result in `COMPILE_CACHE_DIR`; `false` runs it in eager mode."""
+
+    compile_cache_dir: Path = Path.home() / ".cache" / "resq" / "compiled"
+    """Where compiled models are kept; a restart with the same weights, precision,
+    batch size, torch and CPU loads from here instead of compiling."""
+
+    # --- batching -----------------------------------------------------------------
+    batch_max_size: int = Field(8, ge=1, le=256)
+    """Most images in one forward pass."""
+
+    batch_max_wait_ms: float = Field(10.0, ge=0, le=10_000)
+    """Longest a batch waits for more images after its first, while more are being
+    decoded; a batch runs at once when nothing more is on its way."""
+
     # --- limits -----------------------------------------------------------------
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024, le=512 * 1024 * 1024)
     """Largest accepted request body or fetched URL body, in bytes (larger: 413)."""
@@ -90,12 +106,15 @@ class Settings(BaseSettings):
     """Threads per gunicorn worker: each holds one request, so one web process holds
     this many concurrent waits."""
 
-    worker_concurrency: int = Field(1, ge=1, le=64)
-    """Celery pool processes per worker; each loads its own copy of the model."""
+    worker_concurrency: int = Field(0, ge=0, le=1024)
+    """Jobs one worker process holds at once (Celery threads: each decodes one
+    image and waits for its batch); 0 means twice `BATCH_MAX_SIZE`, so the next
+    batch is decoded while the current one is in the model."""
 
     torch_threads: int = Field(0, ge=0, le=256)
-    """Intra-op threads per pool process; 0 means the usable cores divided by
-    `WORKER_CONCURRENCY`."""
+    """Intra-op threads of the model; 0 means the cores this worker may use (CPU
+    affinity and cgroup quota). One model per process: the worker never runs more
+    model threads than that."""
 
     log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
     """Log level of both tiers."""
@@ -129,6 +148,11 @@ class Settings(BaseSettings):
             if not sep or not user or not password:
                 raise ValueError("must be `user:password` pairs separated by commas")
         return value
+
+
+    @property
+    def jobs_in_flight(self) -> int:
+        return self.worker_concurrency or 2 * self.batch_max_size
 
 
 class SettingsError(Exception):

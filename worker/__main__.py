@@ -31,8 +31,8 @@ def main(argv: list[str]) -> int:
     app.worker_main([
         "worker",
         f"--loglevel={settings.log_level}",
-        f"--concurrency={settings.worker_concurrency}",
-        "--pool=prefork",
+        f"--concurrency={settings.jobs_in_flight}",
+        "--pool=threads",
         f"--queues={settings.queue_name}",
         "--task-events",
         *argv,

@@ -1,10 +1,11 @@
-"""The worker's Celery app: the shared app with the task registered and the model
-loaded in every pool process as it starts (`celery -A worker.celery_worker worker`;
-`python -m worker` adds the start-up checks)."""
+"""The worker's Celery app: the shared app with the task registered, and the model
+loaded (and compiled, and warmed up) before the worker consumes its first message.
+Jobs run in Celery's thread pool so that they can share one model in batches
+(`python -m worker` runs it so, after its start-up checks)."""
 
 from __future__ import annotations
 
-from celery.signals import worker_process_init
+from celery.signals import worker_init
 
 from shared.celery_app import make_celery
 from shared.job_records import JobRecords
@@ -18,6 +19,6 @@ app = make_celery(settings, store_retries=100)
 register_tasks(app, settings, JobRecords(connect(settings.redis_url), settings.result_ttl_seconds))
 
 
-@worker_process_init.connect
-def _load_model_in_pool_process(**_):
+@worker_init.connect
+def _load_model_before_consuming(**_):
     load_runtime(settings)

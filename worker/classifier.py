@@ -1,4 +1,5 @@
-"""Classifies one image: preprocess, forward pass, top-k with ImageNet labels."""
+"""Classifies one image: decode and preprocess it in the calling job thread, run it
+in a shared batch, and take the top-k with ImageNet labels."""
 
 from __future__ import annotations
 
@@ -6,30 +7,34 @@ import time
 
 import torch
 
+from worker.batching import Batcher
 from worker.model import LoadedModel
 from worker.preprocess import preprocess
 
 
 class Classifier:
-    def __init__(self, model: LoadedModel, max_pixels: int):
+    def __init__(self, model: LoadedModel, batcher: Batcher, max_pixels: int):
         self.model = model
+        self.batcher = batcher
         self.max_pixels = max_pixels
 
     def classify(self, data: bytes, top_k: int) -> dict:
         """The job result for one image, less the queue timing. Raises `BadImage`
-        (or `ImageTooLarge`) for an image that cannot be used."""
+        (or `ImageTooLarge`) for an image that cannot be used; such an image never
+        reaches a batch."""
         started = time.perf_counter()
-        tensor = preprocess(data, self.max_pixels)
-        preprocessed = time.perf_counter()
-        logits = self.model.logits(tensor.unsqueeze(0))[0]
-        inferred = time.perf_counter()
+        with self.batcher.slot() as slot:
+            tensor = preprocess(data, self.max_pixels)
+            preprocessed = time.perf_counter()
+            output = slot.submit(tensor).result()
         return {
-            "predictions": self.top_k(logits, top_k),
+            "predictions": self.top_k(output.logits, top_k),
             "model": self.model.info(),
             "timing_ms": {
                 "preprocess": round((preprocessed - started) * 1000, 3),
-                "inference": round((inferred - preprocessed) * 1000, 3),
+                "inference": round(output.inference_seconds * 1000, 3),
             },
+            "batch_size": output.batch_size,
         }
 
     def top_k(self, logits: torch.Tensor, k: int) -> list[dict]:

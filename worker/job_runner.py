@@ -30,6 +30,7 @@ class JobRunner:
         if data is None:
             raise BadImage("the job's image has expired or was removed before it ran")
         result = self.classifier.classify(data, top_k)
+        batch_size = result.pop("batch_size")
         if self.records.is_cancelled(job_id):
             raise JobCancelledBeforeRun(job_id)
         finished = time.time()
@@ -38,6 +39,7 @@ class JobRunner:
             **result["timing_ms"],
             "total": round(max(0.0, finished - created_at) * 1000, 3),
         }
+        log.info("job %s classified in a batch of %d", job_id, batch_size)
         return result
 
     def cancelled_error(self) -> dict:

@@ -1,10 +1,12 @@
-"""Builds ResNet50 with its weights and labels, ready for inference."""
+"""Builds ResNet50 with its weights and labels, in the precision and memory layout
+inference runs in."""
 
 from __future__ import annotations
 
 import logging
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torchvision.models import ResNet50_Weights, resnet50
@@ -14,13 +16,35 @@ from worker.weights import WeightsSource
 log = logging.getLogger(__name__)
 
 LABELS: tuple[str, ...] = tuple(ResNet50_Weights.IMAGENET1K_V2.meta["categories"])
+# Random weights come from a fixed seed, so that every worker process (and the
+# compiled-model cache) agrees on them.
+RANDOM_SEED = 0
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def build_module(source: WeightsSource, precision: str) -> torch.nn.Module:
+    """ResNet50 in eval mode, channels_last, weights in `precision`."""
+    if source.is_random:
+        with torch.random.fork_rng():
+            torch.manual_seed(RANDOM_SEED)
+            module = resnet50(weights=None)
+    else:
+        module = resnet50(weights=None)
+        state = torch.load(source.path, map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and "state_dict" in state:
+            state = state["state_dict"]
+        module.load_state_dict(state)
+    module.eval()
+    return module.to(memory_format=torch.channels_last, dtype=DTYPES[precision])
 
 
 @dataclass
 class LoadedModel:
     module: torch.nn.Module
+    forward: Callable[[torch.Tensor], torch.Tensor]
     weights_name: str
     precision: str
+    compiled: bool
     labels: tuple[str, ...]
     load_seconds: float
 
@@ -29,24 +53,24 @@ class LoadedModel:
 
     @torch.inference_mode()
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
-        """Float32 logits for a N×3×224×224 batch."""
-        if self.precision == "bf16":
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                return self.module(batch).float()
-        return self.module(batch)
+        """Float32 logits for a float32 N×3×224×224 batch."""
+        batch = batch.to(dtype=DTYPES[self.precision]).contiguous(memory_format=torch.channels_last)
+        return self.forward(batch).float()
+
+    def warm_up(self, sizes: tuple[int, ...]) -> None:
+        for size in sorted(set(sizes)):
+            self.logits(torch.zeros(size, 3, 224, 224))
 
 
-def load_model(source: WeightsSource, precision: str) -> LoadedModel:
+def load_model(source: WeightsSource, precision: str, *,
+               compiler: Callable[[torch.nn.Module], Callable] | None = None) -> LoadedModel:
+    """Load the weights and, when `compiler` is given, swap in the compiled forward."""
     started = time.perf_counter()
-    module = resnet50(weights=None)
-    if not source.is_random:
-        state = torch.load(source.path, map_location="cpu", weights_only=True)
-        if isinstance(state, dict) and "state_dict" in state:
-            state = state["state_dict"]
-        module.load_state_dict(state)
-    module.eval()
+    module = build_module(source, precision)
+    forward = compiler(module) if compiler else module
     seconds = time.perf_counter() - started
-    log.info("model loaded", extra={"weights": source.name, "precision": precision,
-                                    "seconds": round(seconds, 3)})
-    return LoadedModel(module=module, weights_name=source.name, precision=precision,
-                       labels=LABELS, load_seconds=seconds)
+    log.info("model loaded in %.2f s (weights %s, %s, %s)", seconds, source.name, precision,
+             "compiled" if forward is not module else "eager")
+    return LoadedModel(module=module, forward=forward, weights_name=source.name,
+                       precision=precision, compiled=forward is not module, labels=LABELS,
+                       load_seconds=seconds)

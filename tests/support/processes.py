@@ -87,7 +87,7 @@ class Process:
 def base_env(**overrides) -> dict:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("REDIS_", "QUEUE_", "MODEL_", "MAX_", "WAIT_", "RESULT_",
-                                "WORKER_", "TORCH_THREADS", "WEB_"))}
+                                "WORKER_", "TORCH_THREADS", "WEB_", "BATCH_", "COMPILE_"))}
     env.update({"PYTHONUNBUFFERED": "1", "PATH": f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"})
     env.update({k: str(v) for k, v in overrides.items()})
     return env
@@ -114,8 +114,9 @@ def start_worker(redis_url: str, queue: str, log_path: Path, **env) -> Process:
     """`python -m worker` as a user runs it, with random weights; returns once the
     worker answers a Celery ping."""
     proc = Process([sys.executable, "-m", "worker", "--hostname", f"{queue}@%h"],
-                   base_env(REDIS_URL=redis_url, QUEUE_NAME=queue, MODEL_WEIGHTS="random",
-                            WORKER_CONCURRENCY=1, TORCH_THREADS=1, **env), log_path)
+                   base_env(**{"REDIS_URL": redis_url, "QUEUE_NAME": queue,
+                               "MODEL_WEIGHTS": "random", "MODEL_COMPILE": "false",
+                               "BATCH_MAX_SIZE": 4, "TORCH_THREADS": 1, **env}), log_path)
     from shared.celery_app import make_celery
     from shared.settings import load_settings
 

@@ -6,6 +6,7 @@ from torchvision.models import ResNet50_Weights, resnet50
 
 from shared.settings import Precision
 from tests.support.images import jpeg
+from worker.batching import Batcher
 from worker.classifier import Classifier
 from worker.model import load_model
 from worker.precision import resolve_precision
@@ -15,6 +16,13 @@ from worker.weights import WeightsSource, WeightsUnavailable, resolve_weights
 @pytest.fixture(scope="module")
 def random_model():
     return load_model(WeightsSource("random", None), "fp32")
+
+
+@pytest.fixture(scope="module")
+def classifier(random_model):
+    batcher = Batcher(random_model.logits, max_size=4, max_wait_seconds=0.01)
+    yield Classifier(random_model, batcher, 10**8)
+    batcher.stop()
 
 
 def test_state_dict_file_is_loaded(tmp_path):
@@ -28,6 +36,7 @@ def test_state_dict_file_is_loaded(tmp_path):
     assert model.weights_name == "my-resnet50.pth"
     assert model.info() == {"name": "resnet50", "weights": "my-resnet50.pth", "precision": "fp32"}
     assert torch.equal(model.module.fc.weight, reference.fc.weight)
+    assert model.module.conv1.weight.is_contiguous(memory_format=torch.channels_last)
     assert not model.module.training
 
 
@@ -55,8 +64,8 @@ def test_imagenet_from_the_cache(tmp_path, monkeypatch):
     assert path.name == ResNet50_Weights.IMAGENET1K_V2.url.rsplit("/", 1)[1]
 
 
-def test_classifier_returns_ordered_softmax_top_k(random_model):
-    result = Classifier(random_model, 10**8).classify(jpeg(), top_k=7)
+def test_classifier_returns_ordered_softmax_top_k(classifier):
+    result = classifier.classify(jpeg(), top_k=7)
     predictions = result["predictions"]
     assert len(predictions) == 7
     scores = [p["score"] for p in predictions]
@@ -66,10 +75,10 @@ def test_classifier_returns_ordered_softmax_top_k(random_model):
     assert all(categories[p["class_id"]] == p["label"] for p in predictions)
     assert result["model"]["weights"] == "random"
     assert set(result["timing_ms"]) == {"preprocess", "inference"}
+    assert result["batch_size"] == 1
 
 
-def test_scores_are_the_softmax_of_the_logits(random_model):
-    classifier = Classifier(random_model, 10**8)
+def test_scores_are_the_softmax_of_the_logits(classifier):
     logits = torch.tensor([0.0] * 997 + [1.0, 2.0, 3.0])
     top = classifier.top_k(logits, 3)
     denominator = 997 + math.e + math.e**2 + math.e**3

@@ -26,6 +26,6 @@ def test_refuses_to_start_without_reachable_weights(tmp_path):
 
 
 def test_refuses_bad_settings_with_one_line_each():
-    done = run_worker(MODEL_PRECISION="fp8", WORKER_CONCURRENCY="0")
+    done = run_worker(MODEL_PRECISION="fp8", BATCH_MAX_SIZE="0")
     assert done.returncode == 2
-    assert "MODEL_PRECISION:" in done.stderr and "WORKER_CONCURRENCY:" in done.stderr
+    assert "MODEL_PRECISION:" in done.stderr and "BATCH_MAX_SIZE:" in done.stderr

@@ -1,0 +1,115 @@
+"""The batcher with a tiny real model stand-in (a function that records the batch
+sizes it is called with); no mocks."""
+
+import threading
+
+import pytest
+import torch
+
+from worker.batching import Batcher
+
+
+class RecordingModel:
+    """Returns each input's sum as its logit row and remembers batch sizes."""
+
+    def __init__(self, gate: threading.Event | None = None):
+        self.sizes: list[int] = []
+        self.gate = gate
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        if self.gate is not None:
+            self.gate.wait(10)
+        self.sizes.append(batch.shape[0])
+        return batch.flatten(1).sum(dim=1, keepdim=True)
+
+
+@pytest.fixture()
+def make_batcher():
+    made = []
+
+    def make(model, **kwargs):
+        batcher = Batcher(model, **kwargs)
+        made.append(batcher)
+        return batcher
+
+    yield make
+    for batcher in made:
+        batcher.stop()
+
+
+def test_one_input_alone_does_not_wait_for_company(make_batcher):
+    model = RecordingModel()
+    batcher = make_batcher(model, max_size=8, max_wait_seconds=30)
+    with batcher.slot() as slot:
+        output = slot.submit(torch.ones(3)).result(timeout=5)
+    assert model.sizes == [1] and float(output.logits) == 3.0
+    assert output.batch_size == 1
+
+
+def test_inputs_that_arrive_while_the_model_is_busy_share_a_batch(make_batcher):
+    gate = threading.Event()
+    model = RecordingModel(gate)
+    batcher = make_batcher(model, max_size=4, max_wait_seconds=0.0)
+    with batcher.slot() as first:
+        blocked = first.submit(torch.full((2,), 1.0))  # the model now waits on the gate
+    futures = []
+    for value in range(2, 11):  # nine more arrive while the first batch is in the model
+        with batcher.slot() as slot:
+            futures.append(slot.submit(torch.full((2,), float(value))))
+    gate.set()
+    results = [blocked.result(5)] + [future.result(5) for future in futures]
+    assert model.sizes == [1, 4, 4, 1]
+    # Each input gets its own row back, whatever batch it ran in.
+    assert [float(r.logits) for r in results] == [2.0 * v for v in range(1, 11)]
+    assert [r.batch_size for r in results] == [1, 4, 4, 4, 4, 4, 4, 4, 4, 1]
+
+
+def test_a_batch_waits_for_announced_inputs_up_to_max_wait(make_batcher):
+    model = RecordingModel()
+    batcher = make_batcher(model, max_size=8, max_wait_seconds=10)
+    announced = threading.Event()
+    release = threading.Event()
+    second_result = []
+
+    def second_job():
+        with batcher.slot() as slot:
+            announced.set()
+            release.wait(10)  # still "decoding"
+            second_result.append(slot.submit(torch.ones(1)).result(5))
+
+    thread = threading.Thread(target=second_job)
+    thread.start()
+    announced.wait(5)
+    with batcher.slot() as slot:
+        first = slot.submit(torch.ones(1))
+    release.set()
+    thread.join(10)
+    assert first.result(5).batch_size == 2 and model.sizes == [2]
+
+
+def test_an_input_that_fails_before_submitting_does_not_hold_the_batch(make_batcher):
+    model = RecordingModel()
+    batcher = make_batcher(model, max_size=8, max_wait_seconds=30)
+    with pytest.raises(ValueError):
+        with batcher.slot():
+            raise ValueError("undecodable")  # as a bad image does in preprocessing
+    with batcher.slot() as slot:
+        assert slot.submit(torch.ones(1)).result(timeout=5).batch_size == 1
+
+
+def test_a_model_error_fails_the_jobs_of_that_batch_only(make_batcher):
+    calls = []
+
+    def flaky(batch):
+        calls.append(batch.shape[0])
+        if len(calls) == 1:
+            raise RuntimeError("out of memory")
+        return batch.flatten(1).sum(dim=1, keepdim=True)
+
+    batcher = make_batcher(flaky, max_size=4, max_wait_seconds=0)
+    with batcher.slot() as slot:
+        failed = slot.submit(torch.ones(1))
+    with pytest.raises(RuntimeError, match="out of memory"):
+        failed.result(5)
+    with batcher.slot() as slot:
+        assert float(slot.submit(torch.ones(1)).result(5).logits) == 1.0
