@@ -16,11 +16,12 @@ PORT ?= 8000
 FLOWER_PORT ?= 5555
 export PORT FLOWER_PORT
 
-.PHONY: help install run test clean
+.PHONY: help install run test bench clean
 
 help:
 	@echo "make run    start Redis, one worker, the web tier on :$(PORT) and Flower on :$(FLOWER_PORT)"
 	@echo "make test   run the whole test suite"
+	@echo "make bench  measure the service (writes bench/results/latest.json and .png)"
 
 $(STAMP):
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is needed (set PYTHON=...)"; exit 1; }
@@ -60,6 +61,9 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(RUN_DIR) .pytest_cache

@@ -1,10 +1,14 @@
-"""Gathers single images from many job threads into batches for one forward pass.
+"""Gathers the images of many jobs into batches, and runs each batch in two phases:
+decode all its images (in parallel across the cores), then one forward pass.
 
-Each job thread takes a `slot` before it decodes its image, so the batcher knows
-how many inputs are on their way. A batch runs as soon as it is full, or when
-nothing more is on its way, or after `max_wait` from its first input: one job
-alone never waits, and under load the batches fill up while the previous batch
-is in the model.
+The phases never overlap, so the model's threads never compete with decoding for a
+core: on a few cores, a preempted model thread stalls every other one at the next
+barrier (see the README's performance notes for what this measured).
+
+Each job thread takes a `slot` as soon as it starts, so the batcher knows how many
+images are on their way. A batch runs as soon as it is full, or when nothing more
+is on its way, or `max_wait` after its first image: one job alone never waits, and
+under load the next batch fills while the current one is in the model.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import logging
 import threading
 import time
 from collections import deque
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable
@@ -25,12 +29,57 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class BatchOutput:
-    """One input's row of the batch output, and how the batch went."""
+    """One image's row of the batch output, and how its batch went."""
 
     logits: torch.Tensor
     batch_size: int
+    preprocess_seconds: float
     inference_seconds: float
     waited_seconds: float
+
+
+class BatchRunner:
+    """Runs one batch: `prepare` every payload, then `infer` the stacked tensors.
+    A payload that fails to prepare gets its own exception; the rest still run."""
+
+    def __init__(self, prepare: Callable[[bytes], torch.Tensor],
+                 infer: Callable[[torch.Tensor], torch.Tensor], threads: int):
+        self.prepare = prepare
+        self.infer = infer
+        self.pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="decode")
+
+    def _prepare_one(self, payload):
+        try:
+            return self.prepare(payload)
+        except Exception as error:
+            return error
+
+    def run(self, payloads: list, waited: list[float] | None = None) -> list:
+        """A `BatchOutput` or an exception for each payload, in order."""
+        started = time.perf_counter()
+        prepared = list(self.pool.map(self._prepare_one, payloads))
+        good = [i for i, item in enumerate(prepared) if not isinstance(item, Exception)]
+        decoded = time.perf_counter()
+        results: list = list(prepared)
+        if not good:
+            return results
+        try:
+            logits = self.infer(torch.stack([prepared[i] for i in good]))
+        except Exception as error:  # the model failed: every image of this batch fails
+            log.exception("batch of %d failed", len(good))
+            for i in good:
+                results[i] = error
+            return results
+        finished = time.perf_counter()
+        for row, i in enumerate(good):
+            results[i] = BatchOutput(
+                logits=logits[row], batch_size=len(good),
+                preprocess_seconds=decoded - started, inference_seconds=finished - decoded,
+                waited_seconds=waited[i] if waited else 0.0)
+        return results
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False)
 
 
 class Slot:
@@ -38,19 +87,19 @@ class Slot:
         self._batcher = batcher
         self.submitted = False
 
-    def submit(self, tensor: torch.Tensor) -> Future:
+    def submit(self, payload) -> Future:
         self.submitted = True
-        return self._batcher._submit(tensor)
+        return self._batcher._submit(payload)
 
 
 class Batcher:
-    def __init__(self, infer: Callable[[torch.Tensor], torch.Tensor], *, max_size: int,
-                 max_wait_seconds: float, name: str = "batcher"):
-        self.infer = infer
+    def __init__(self, runner: BatchRunner, *, max_size: int, max_wait_seconds: float,
+                 name: str = "batcher"):
+        self.runner = runner
         self.max_size = max_size
         self.max_wait = max_wait_seconds
         self._cond = threading.Condition()
-        self._queue: deque[tuple[torch.Tensor, Future, float]] = deque()
+        self._queue: deque[tuple[object, Future, float]] = deque()
         self._announced = 0
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -58,23 +107,23 @@ class Batcher:
 
     @contextmanager
     def slot(self):
-        """Announce an input that is being prepared; submit it with `slot.submit`."""
+        """Announce an image that is on its way; hand it over with `slot.submit`."""
         handle = Slot(self)
         with self._cond:
             self._announced += 1
         try:
             yield handle
         finally:
-            if not handle.submitted:  # preparing it failed: nothing will come
+            if not handle.submitted:  # it never came: stop waiting for it
                 with self._cond:
                     self._announced -= 1
                     self._cond.notify()
 
-    def _submit(self, tensor: torch.Tensor) -> Future:
+    def _submit(self, payload) -> Future:
         future: Future = Future()
         with self._cond:
             self._announced -= 1
-            self._queue.append((tensor, future, time.perf_counter()))
+            self._queue.append((payload, future, time.perf_counter()))
             self._cond.notify()
         return future
 
@@ -83,8 +132,9 @@ class Batcher:
             self._stopping = True
             self._cond.notify()
         self._thread.join(5)
+        self.runner.close()
 
-    def _next_batch(self) -> list[tuple[torch.Tensor, Future, float]] | None:
+    def _next_batch(self) -> list[tuple[object, Future, float]] | None:
         with self._cond:
             while not self._queue and not self._stopping:
                 self._cond.wait()
@@ -104,16 +154,14 @@ class Batcher:
             batch = self._next_batch()
             if batch is None:
                 return
-            started = time.perf_counter()
+            now = time.perf_counter()
             try:
-                logits = self.infer(torch.stack([tensor for tensor, _, _ in batch]))
-            except BaseException as error:  # the model failed: every job of it fails
-                log.exception("batch of %d failed", len(batch))
-                for _, future, _ in batch:
-                    future.set_exception(error)
-                continue
-            seconds = time.perf_counter() - started
-            for row, (_, future, queued_at) in enumerate(batch):
-                future.set_result(BatchOutput(logits=logits[row], batch_size=len(batch),
-                                              inference_seconds=seconds,
-                                              waited_seconds=started - queued_at))
+                outputs = self.runner.run([payload for payload, _, _ in batch],
+                                          [now - queued for _, _, queued in batch])
+            except BaseException as error:  # never leave a job waiting forever
+                outputs = [error] * len(batch)
+            for (_, future, _), output in zip(batch, outputs):
+                if isinstance(output, BaseException):
+                    future.set_exception(output)
+                else:
+                    future.set_result(output)

@@ -1,37 +1,31 @@
-"""Classifies one image: decode and preprocess it in the calling job thread, run it
-in a shared batch, and take the top-k with ImageNet labels."""
+"""Classifies one image: hand its bytes to the shared batcher (which decodes and
+runs it with the other images of its batch) and take the top-k with ImageNet
+labels."""
 
 from __future__ import annotations
-
-import time
 
 import torch
 
 from worker.batching import Batcher
 from worker.model import LoadedModel
-from worker.preprocess import preprocess
 
 
 class Classifier:
-    def __init__(self, model: LoadedModel, batcher: Batcher, max_pixels: int):
+    def __init__(self, model: LoadedModel, batcher: Batcher):
         self.model = model
         self.batcher = batcher
-        self.max_pixels = max_pixels
 
     def classify(self, data: bytes, top_k: int) -> dict:
         """The job result for one image, less the queue timing. Raises `BadImage`
-        (or `ImageTooLarge`) for an image that cannot be used; such an image never
-        reaches a batch."""
-        started = time.perf_counter()
+        (or `ImageTooLarge`) for an image that cannot be used; such an image fails
+        alone and never reaches the model."""
         with self.batcher.slot() as slot:
-            tensor = preprocess(data, self.max_pixels)
-            preprocessed = time.perf_counter()
-            output = slot.submit(tensor).result()
+            output = slot.submit(data).result()
         return {
             "predictions": self.top_k(output.logits, top_k),
             "model": self.model.info(),
             "timing_ms": {
-                "preprocess": round((preprocessed - started) * 1000, 3),
+                "preprocess": round(output.preprocess_seconds * 1000, 3),
                 "inference": round(output.inference_seconds * 1000, 3),
             },
             "batch_size": output.batch_size,

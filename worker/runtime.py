@@ -3,17 +3,20 @@ the worker takes its first job, and shared by all the job threads."""
 
 from __future__ import annotations
 
+import io
 import logging
 import threading
 
 import torch
+from PIL import Image
 
 from shared.settings import Settings
-from worker.batching import Batcher
+from worker.batching import Batcher, BatchRunner
 from worker.classifier import Classifier
 from worker.compiled import CompiledModelCache, file_digest
 from worker.cores import usable_cores
-from worker.model import RANDOM_SEED, load_model
+from worker.model import RANDOM_SEED, LoadedModel, load_model
+from worker.preprocess import preprocess
 from worker.precision import resolve_precision
 from worker.weights import WeightsSource, resolve_weights
 
@@ -42,13 +45,30 @@ def build_classifier(settings: Settings) -> Classifier:
                                    settings.batch_max_size)
         compiler = cache.compiler(precision)
     model = load_model(source, precision, compiler=compiler)
-    model.warm_up((1, settings.batch_max_size))
-    batcher = Batcher(model.logits, max_size=settings.batch_max_size,
+    runner = batch_runner(model, settings)
+    # Warm up on the batch thread's own path: the first calls of a compiled model
+    # with a new batch size are slow.
+    runner.run([warm_up_image()] * settings.batch_max_size)
+    runner.run([warm_up_image()])
+    batcher = Batcher(runner, max_size=settings.batch_max_size,
                       max_wait_seconds=settings.batch_max_wait_ms / 1000)
     log.info("runtime ready: %s, %d model threads, batches of up to %d",
              "compiled" if model.compiled else "eager", torch.get_num_threads(),
              settings.batch_max_size)
-    return Classifier(model, batcher, settings.max_image_pixels)
+    return Classifier(model, batcher)
+
+
+def batch_runner(model: LoadedModel, settings: Settings) -> BatchRunner:
+    """Decode with as many threads as the model has cores, then run the model."""
+    limit = settings.max_image_pixels
+    return BatchRunner(lambda data: preprocess(data, limit), model.logits,
+                       threads=torch.get_num_threads())
+
+
+def warm_up_image() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (640, 480), (128, 128, 128)).save(buffer, "JPEG")
+    return buffer.getvalue()
 
 
 def load_runtime(settings: Settings) -> Classifier:

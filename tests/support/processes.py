@@ -110,13 +110,16 @@ def redis_server(tmp: Path):
         proc.stop()
 
 
-def start_worker(redis_url: str, queue: str, log_path: Path, **env) -> Process:
+def start_worker(redis_url: str, queue: str, log_path: Path, *, wait_ready: bool = True,
+                 **env) -> Process:
     """`python -m worker` as a user runs it, with random weights; returns once the
-    worker answers a Celery ping."""
+    worker answers a Celery ping (unless `wait_ready` is false)."""
     proc = Process([sys.executable, "-m", "worker", "--hostname", f"{queue}@%h"],
                    base_env(**{"REDIS_URL": redis_url, "QUEUE_NAME": queue,
                                "MODEL_WEIGHTS": "random", "MODEL_COMPILE": "false",
                                "BATCH_MAX_SIZE": 4, "TORCH_THREADS": 1, **env}), log_path)
+    if not wait_ready:
+        return proc
     from shared.celery_app import make_celery
     from shared.settings import load_settings
 
@@ -135,8 +138,8 @@ def start_gunicorn(redis_url: str, queue: str, log_path: Path, **env) -> tuple[P
     port = free_port()
     proc = Process([str(VENV_BIN / "gunicorn"), "-c", "python:web.gunicorn_conf",
                     "--bind", f"127.0.0.1:{port}"],
-                   base_env(REDIS_URL=redis_url, QUEUE_NAME=queue, PORT=port, WEB_WORKERS=2,
-                            WEB_THREADS=8, **env), log_path)
+                   base_env(**{"REDIS_URL": redis_url, "QUEUE_NAME": queue, "PORT": port,
+                               "WEB_WORKERS": 2, "WEB_THREADS": 8, **env}), log_path)
     base = f"http://127.0.0.1:{port}"
     import requests
 

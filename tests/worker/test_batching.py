@@ -6,7 +6,7 @@ import threading
 import pytest
 import torch
 
-from worker.batching import Batcher
+from worker.batching import Batcher, BatchRunner
 
 
 class RecordingModel:
@@ -15,8 +15,10 @@ class RecordingModel:
     def __init__(self, gate: threading.Event | None = None):
         self.sizes: list[int] = []
         self.gate = gate
+        self.entered = threading.Event()
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        self.entered.set()
         if self.gate is not None:
             self.gate.wait(10)
         self.sizes.append(batch.shape[0])
@@ -27,8 +29,8 @@ class RecordingModel:
 def make_batcher():
     made = []
 
-    def make(model, **kwargs):
-        batcher = Batcher(model, **kwargs)
+    def make(model, prepare=lambda payload: payload, **kwargs):
+        batcher = Batcher(BatchRunner(prepare, model, threads=2), **kwargs)
         made.append(batcher)
         return batcher
 
@@ -51,7 +53,8 @@ def test_inputs_that_arrive_while_the_model_is_busy_share_a_batch(make_batcher):
     model = RecordingModel(gate)
     batcher = make_batcher(model, max_size=4, max_wait_seconds=0.0)
     with batcher.slot() as first:
-        blocked = first.submit(torch.full((2,), 1.0))  # the model now waits on the gate
+        blocked = first.submit(torch.full((2,), 1.0))
+    assert model.entered.wait(5)  # the first batch is in the model, held by the gate
     futures = []
     for value in range(2, 11):  # nine more arrive while the first batch is in the model
         with batcher.slot() as slot:
@@ -95,6 +98,32 @@ def test_an_input_that_fails_before_submitting_does_not_hold_the_batch(make_batc
             raise ValueError("undecodable")  # as a bad image does in preprocessing
     with batcher.slot() as slot:
         assert slot.submit(torch.ones(1)).result(timeout=5).batch_size == 1
+
+
+def test_an_input_that_fails_to_decode_fails_alone(make_batcher):
+    gate = threading.Event()
+    model = RecordingModel(gate)
+
+    def prepare(payload):
+        if payload is None:
+            raise ValueError("undecodable")
+        return payload
+
+    batcher = make_batcher(model, prepare=prepare, max_size=4, max_wait_seconds=0)
+    with batcher.slot() as slot:
+        first = slot.submit(torch.ones(1))
+    assert model.entered.wait(5)  # the first batch holds the model until the gate opens
+    futures = []
+    for payload in (torch.ones(1), None, torch.full((1,), 2.0)):
+        with batcher.slot() as slot:
+            futures.append(slot.submit(payload))
+    gate.set()
+    assert first.result(5).batch_size == 1
+    good, bad, other = futures
+    with pytest.raises(ValueError, match="undecodable"):
+        bad.result(5)
+    assert (float(good.result(5).logits), float(other.result(5).logits)) == (1.0, 2.0)
+    assert good.result().batch_size == 2 and model.sizes == [1, 2]
 
 
 def test_a_model_error_fails_the_jobs_of_that_batch_only(make_batcher):

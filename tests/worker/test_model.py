@@ -6,9 +6,10 @@ from torchvision.models import ResNet50_Weights, resnet50
 
 from shared.settings import Precision
 from tests.support.images import jpeg
-from worker.batching import Batcher
+from worker.batching import Batcher, BatchRunner
 from worker.classifier import Classifier
 from worker.model import load_model
+from worker.preprocess import preprocess
 from worker.precision import resolve_precision
 from worker.weights import WeightsSource, WeightsUnavailable, resolve_weights
 
@@ -20,8 +21,9 @@ def random_model():
 
 @pytest.fixture(scope="module")
 def classifier(random_model):
-    batcher = Batcher(random_model.logits, max_size=4, max_wait_seconds=0.01)
-    yield Classifier(random_model, batcher, 10**8)
+    runner = BatchRunner(lambda data: preprocess(data, 10**8), random_model.logits, threads=1)
+    batcher = Batcher(runner, max_size=4, max_wait_seconds=0.01)
+    yield Classifier(random_model, batcher)
     batcher.stop()
 
 

@@ -1,0 +1,56 @@
+"""Writes the benchmark's JSON and plot, and prints the ratios last."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def write_json(results: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")
+
+
+def plot(sweep: list[dict], ceiling: float, baseline: float, path: Path, title: str) -> None:
+    concurrency = [row["concurrency"] for row in sweep]
+    figure, (throughput, latency) = plt.subplots(1, 2, figsize=(11, 4.2))
+    throughput.plot(concurrency, [row["images_per_s"] for row in sweep], "o-", label="end to end")
+    throughput.axhline(ceiling, color="green", linestyle="--", label="pipeline ceiling")
+    throughput.axhline(baseline, color="red", linestyle=":", label="seed baseline")
+    throughput.set(xscale="log", xlabel="concurrent clients", ylabel="images/s",
+                   title="Throughput")
+    throughput.set_xticks(concurrency, [str(c) for c in concurrency])
+    throughput.legend()
+    latency.plot(concurrency, [row["p95_ms"] for row in sweep], "o-", color="orange", label="p95")
+    latency.plot(concurrency, [row["p50_ms"] for row in sweep], "o--", color="gray", label="p50")
+    latency.set(xscale="log", yscale="log", xlabel="concurrent clients", ylabel="wait latency (ms)",
+                title="Latency of POST /jobs?wait=")
+    latency.set_xticks(concurrency, [str(c) for c in concurrency])
+    latency.legend()
+    figure.suptitle(title)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def ratios(results: dict) -> dict:
+    e2e = results["e2e_images_per_s"]
+    return {
+        "e2e / seed baseline": e2e / results["seed_baseline_images_per_s"],
+        "e2e / pipeline ceiling": e2e / results["pipeline_ceiling_images_per_s"],
+        "wait p50 (1 client) - pipeline latency (ms)":
+            results["wait_p50_ms_1_client"] - results["pipeline_latency_ms_1_image"],
+    }
+
+
+def print_ratios(results: dict) -> None:
+    mode = "compiled" if results["compiled"] else "eager"
+    print(f"\nresq benchmark ({results['precision']}, batches of {results['max_batch']}, {mode}):")
+    for name, value in ratios(results).items():
+        print(f"  {name:45s} {value:8.2f}")

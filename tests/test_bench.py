@@ -1,0 +1,30 @@
+"""`python -m bench --quick` keeps the benchmark working: it starts the real stack,
+drives it, and writes the JSON and the plot with every key the README names.
+(No timing is asserted: performance is read from `make bench`, not from tests.)"""
+
+import json
+import subprocess
+import sys
+
+from tests.support.processes import ROOT, base_env
+
+REQUIRED = ("e2e_images_per_s", "pipeline_ceiling_images_per_s", "seed_baseline_images_per_s",
+            "wait_p50_ms_1_client", "wait_p95_ms_1_client", "pipeline_latency_ms_1_image",
+            "cold_start_s", "precision", "max_batch")
+
+
+def test_quick_benchmark_writes_json_and_plot(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path)],
+                          cwd=ROOT, env=base_env(), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    results = json.loads((tmp_path / "latest.json").read_text())
+    assert all(key in results for key in REQUIRED)
+    assert results["failures"] == 0
+    assert [row["concurrency"] for row in results["sweep_1600x1200"]] == [1, 4]
+    assert all(row["requests"] > 0 for row in results["sweep_1600x1200"])
+    assert results["e2e_images_per_s"] > 0 and results["seed_baseline_images_per_s"] > 0
+    assert results["precision"] in ("fp32", "bf16") and results["max_batch"] == 8
+    png = (tmp_path / "latest.png").read_bytes()
+    assert png.startswith(b"\x89PNG")
+    # the ratios are printed last
+    assert "e2e / pipeline ceiling" in done.stdout.strip().splitlines()[-2]
