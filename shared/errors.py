@@ -55,12 +55,6 @@ class BadRequest(ResqError):
     default_message = "the request is malformed"
 
 
-class Unauthorized(ResqError):
-    status_code = 401
-    code = "unauthorized"
-    default_message = "a valid API key is required"
-
-
 class NotFound(ResqError):
     status_code = 404
     code = "not_found"
@@ -100,12 +94,6 @@ class InvalidField(ResqError):
     status_code = 422
     code = "invalid_field"
     default_message = "one or more fields are invalid"
-
-
-class RateLimited(ResqError):
-    status_code = 429
-    code = "rate_limited"
-    default_message = "too many requests"
 
 
 class ServiceUnavailable(ResqError):

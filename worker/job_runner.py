@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
-from shared.errors import BadImage, JobCancelled
+from shared.errors import BadImage
 from shared.job_records import JobRecords
 from worker.classifier import Classifier
 
@@ -41,6 +41,3 @@ class JobRunner:
         }
         log.info("job %s classified in a batch of %d", job_id, batch_size)
         return result
-
-    def cancelled_error(self) -> dict:
-        return JobCancelled().to_dict()
