@@ -31,7 +31,8 @@ def test_submit_and_wait_over_http(web):
 
 
 def test_multipart_over_http_then_poll(web):
-    accepted = requests.post(f"{web}/jobs", files={"image": ("cat.jpg", jpeg(), "image/jpeg")},
+    photo = jpeg(1600, 1200)  # a camera-size upload, far over werkzeug's 64 KiB reads
+    accepted = requests.post(f"{web}/jobs", files={"image": ("cat.jpg", photo, "image/jpeg")},
                              timeout=30)
     assert accepted.status_code == 202
     job = requests.get(f"{web}{accepted.headers['Location']}?wait=30", timeout=60).json()

@@ -21,6 +21,10 @@ from web.url_fetch import UrlFetcher
 VERSION = "0.1.0"
 # Room for the multipart envelope around an image of the maximum size.
 MULTIPART_OVERHEAD = 64 * 1024
+# Largest non-file form field (only `top_k` is expected). werkzeug buffers parts in
+# 64 KiB reads and applies this limit to that buffer too, so it must stay well
+# above one read or every file part over 64 KiB is refused.
+MAX_FORM_FIELD_BYTES = 1024 * 1024
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -28,7 +32,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = Flask(__name__, static_folder=None)
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_upload_bytes + MULTIPART_OVERHEAD,
-        MAX_FORM_MEMORY_SIZE=MULTIPART_OVERHEAD,
+        MAX_FORM_MEMORY_SIZE=MAX_FORM_FIELD_BYTES,
         RESQ_MAX_UPLOAD_BYTES=settings.max_upload_bytes,
         RESQ_WAIT_MAX_SECONDS=settings.wait_max_seconds,
     )

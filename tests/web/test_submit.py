@@ -32,6 +32,15 @@ def test_multipart_upload_is_accepted_with_a_location(client):
     assert set(body) == {"id", "status", "created_at", "top_k", "result", "error"}
 
 
+@pytest.mark.parametrize("size", [(1600, 1200), (4000, 3000)])
+def test_multipart_upload_of_a_camera_size_photo(client, size):
+    data = jpeg(*size)
+    assert len(data) > 200_000  # well over werkzeug's 64 KiB read chunks
+    response = client.post("/jobs?wait=30", data={"image": (_file(data), "photo.jpg")})
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert_succeeded(response.get_json())
+
+
 def test_multipart_then_poll_to_succeeded(client):
     job_id = client.post("/jobs", data={"image": (_file(jpeg()), "cat.jpg")}).get_json()["id"]
     job = client.get(f"/jobs/{job_id}?wait=30").get_json()
