@@ -56,6 +56,11 @@ def make_celery(settings: Settings, *, store_retries: int = 2) -> Celery:
         broker_transport_options={
             "socket_timeout": REDIS_SOCKET_TIMEOUT,
             "socket_connect_timeout": REDIS_SOCKET_TIMEOUT,
+            # Messages a dead worker held come back after the visibility timeout;
+            # every worker sweeps for them each second (not every 100 s).
+            "visibility_timeout": settings.visibility_timeout_seconds,
+            "unacked_restore_interval": 1,
+            "unacked_restore_throttle": 1,
         },
         redis_socket_timeout=REDIS_SOCKET_TIMEOUT,
         redis_socket_connect_timeout=REDIS_SOCKET_TIMEOUT,

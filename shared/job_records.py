@@ -15,6 +15,9 @@ import redis
 
 RECORD_PREFIX = "resq:job:"
 IMAGE_PREFIX = "resq:image:"
+# Every accepted job of a queue that has not finished, scored by when it was
+# accepted: what the lost-job sweeper (`worker.redelivery`) checks against the queue.
+INFLIGHT_PREFIX = "resq:inflight:"
 
 
 @dataclass(frozen=True)
@@ -27,9 +30,10 @@ class JobRecord:
 
 
 class JobRecords:
-    def __init__(self, client: redis.Redis, ttl_seconds: int):
+    def __init__(self, client: redis.Redis, ttl_seconds: int, queue: str):
         self.client = client
         self.ttl = ttl_seconds
+        self.inflight_key = INFLIGHT_PREFIX + queue
 
     def create(self, job_id: str, *, top_k: int, form: str, image: bytes) -> JobRecord:
         record = JobRecord(id=job_id, created_at=time.time(), top_k=top_k, form=form,
@@ -40,6 +44,7 @@ class JobRecords:
             })
             pipe.expire(RECORD_PREFIX + job_id, self.ttl)
             pipe.set(IMAGE_PREFIX + job_id, image, ex=self.ttl)
+            pipe.zadd(self.inflight_key, {job_id: record.created_at})
             pipe.execute()
         return record
 
@@ -58,6 +63,16 @@ class JobRecords:
     def load_image(self, job_id: str) -> bytes | None:
         return self.client.get(IMAGE_PREFIX + job_id)
 
+    def stale_inflight(self, older_than: float) -> list[str]:
+        """Unfinished jobs accepted (or last re-sent) before `older_than`."""
+        return [i.decode() for i in self.client.zrangebyscore(self.inflight_key, "-inf", older_than)]
+
+    def touch_inflight(self, job_id: str, when: float) -> None:
+        self.client.zadd(self.inflight_key, {job_id: when}, xx=True)
+
+    def drop_inflight(self, job_id: str) -> None:
+        self.client.zrem(self.inflight_key, job_id)
+
     def is_cancelled(self, job_id: str) -> bool:
         return bool(self.client.hexists(RECORD_PREFIX + job_id, "cancelled_at"))
 
@@ -65,6 +80,7 @@ class JobRecords:
         with self.client.pipeline(transaction=True) as pipe:
             pipe.hset(RECORD_PREFIX + job_id, "cancelled_at", repr(time.time()))
             pipe.delete(IMAGE_PREFIX + job_id)
+            pipe.zrem(self.inflight_key, job_id)
             pipe.execute()
 
     def finish(self, job_id: str) -> None:
@@ -73,4 +89,5 @@ class JobRecords:
         with self.client.pipeline(transaction=True) as pipe:
             pipe.delete(IMAGE_PREFIX + job_id)
             pipe.expire(RECORD_PREFIX + job_id, self.ttl)
+            pipe.zrem(self.inflight_key, job_id)
             pipe.execute()

@@ -95,6 +95,12 @@ class Settings(BaseSettings):
     queue_max_length: int = Field(10_000, ge=1)
     """Waiting jobs past which `POST /jobs` answers 503 with `Retry-After`."""
 
+    visibility_timeout_seconds: int = Field(120, ge=1, le=86_400)
+    """Seconds after which a job taken by a worker that vanished without a word
+    (SIGKILL, a lost node) is delivered again. Must exceed the longest a live worker
+    holds a job (its `WORKER_CONCURRENCY` jobs at its slowest batch rate), or slow
+    jobs would be delivered twice."""
+
     url_fetch_timeout_seconds: float = Field(10.0, gt=0, le=120)
     """Total time allowed to fetch an image given by URL (connect and read)."""
 

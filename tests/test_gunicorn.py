@@ -13,8 +13,10 @@ from tests.support.processes import start_gunicorn
 
 @pytest.fixture(scope="module")
 def web(redis_url, worker, tmp_path_factory):
+    # Enough threads that one process can hold every wait of the test: gunicorn does
+    # not spread connections evenly between its two processes.
     proc, base = start_gunicorn(redis_url, WORKER_QUEUE,
-                                tmp_path_factory.mktemp("gunicorn") / "web.log")
+                                tmp_path_factory.mktemp("gunicorn") / "web.log", WEB_THREADS=32)
     yield base
     assert proc.stop() == 0
 
@@ -57,7 +59,7 @@ def test_many_waits_do_not_block_other_requests(web, idle_client):
 
     def long_poll(job_id):
         started.wait()
-        response = requests.get(f"{web}/jobs/{job_id}?wait=3", timeout=60)
+        response = requests.get(f"{web}/jobs/{job_id}?wait=5", timeout=60)
         return response.status_code, response.json()["status"]
 
     with ThreadPoolExecutor(len(ids)) as pool:

@@ -45,7 +45,7 @@ class JobService:
         self.settings = settings
         self.celery = celery
         self.client = client
-        self.records = JobRecords(client, settings.result_ttl_seconds)
+        self.records = JobRecords(client, settings.result_ttl_seconds, settings.queue_name)
         self.waiter = waiter
 
     # --- submit -------------------------------------------------------------

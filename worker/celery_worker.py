@@ -11,14 +11,20 @@ from shared.celery_app import make_celery
 from shared.job_records import JobRecords
 from shared.redis_client import connect
 from shared.settings import get_settings
+from worker.redelivery import LostJobSweeper
 from worker.runtime import load_runtime
 from worker.tasks import register_tasks
 
 settings = get_settings()
 app = make_celery(settings, store_retries=100)
-register_tasks(app, settings, JobRecords(connect(settings.redis_url), settings.result_ttl_seconds))
+client = connect(settings.redis_url)
+records = JobRecords(client, settings.result_ttl_seconds, settings.queue_name)
+register_tasks(app, settings, records)
 
 
 @worker_init.connect
 def _load_model_before_consuming(**_):
     load_runtime(settings)
+    LostJobSweeper(client, app, records, settings.queue_name,
+                   stale_after=settings.visibility_timeout_seconds,
+                   interval=min(10.0, settings.visibility_timeout_seconds)).start()

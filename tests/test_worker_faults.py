@@ -1,0 +1,81 @@
+"""Faults injected for real: a worker SIGKILLed mid-batch loses no job."""
+
+import signal
+import time
+import uuid
+
+import pytest
+
+from tests.conftest import make_settings, running_app
+from tests.support.images import jpeg
+from tests.support.processes import await_condition, start_worker
+
+VISIBILITY_TIMEOUT = 3
+
+
+@pytest.fixture()
+def faulty_queue(redis_url):
+    settings = make_settings(redis_url, queue_name=f"faults-{uuid.uuid4().hex[:6]}",
+                             visibility_timeout_seconds=VISIBILITY_TIMEOUT)
+    with running_app(settings) as app:
+        yield settings, app.test_client()
+
+
+def test_jobs_of_a_worker_killed_mid_batch_are_delivered_again(faulty_queue, redis_url, tmp_path):
+    settings, client = faulty_queue
+    env = {"VISIBILITY_TIMEOUT_SECONDS": VISIBILITY_TIMEOUT, "BATCH_MAX_SIZE": 4}
+    ids = [client.post("/jobs", data=jpeg(), content_type="image/jpeg").get_json()["id"]
+           for _ in range(12)]
+    first = start_worker(redis_url, settings.queue_name, tmp_path / "first.log", **env)
+
+    def statuses():
+        return [client.get(f"/jobs/{job_id}").get_json()["status"] for job_id in ids]
+
+    # Kill it (no warm shutdown, no chance to hand anything back) while it holds jobs.
+    await_condition(lambda: "started" in statuses(), 60, "a job to start", interval=0.01)
+    first.stop(signal.SIGKILL)
+    killed_at = time.monotonic()
+    at_kill = dict(zip(ids, statuses()))
+    held = [job_id for job_id, status in at_kill.items() if status == "started"]
+    unfinished = [job_id for job_id, status in at_kill.items() if status != "succeeded"]
+    assert held, "no job was in the worker's hands at the kill; nothing was tested"
+
+    second = start_worker(redis_url, settings.queue_name, tmp_path / "second.log", **env)
+    try:
+        final = [client.get(f"/jobs/{job_id}?wait=60").get_json()["status"] for job_id in ids]
+        recovered_after = time.monotonic() - killed_at
+    finally:
+        second.stop()
+    print(f"{len(held)} jobs in the killed worker's hands, {len(unfinished)} unfinished; "
+          f"all {len(ids)} succeeded "
+          f"{recovered_after:.1f} s after it (visibility timeout {VISIBILITY_TIMEOUT} s)")
+    assert final == ["succeeded"] * len(ids)
+
+
+def test_sigterm_finishes_what_the_worker_holds_and_loses_nothing(faulty_queue, redis_url,
+                                                                   tmp_path):
+    """A scale-in: SIGTERM to a busy worker. It stops taking jobs, finishes the ones
+    it holds (Celery's warm shutdown) and exits; the rest wait in the queue for
+    the next worker."""
+    settings, client = faulty_queue
+    env = {"VISIBILITY_TIMEOUT_SECONDS": 600, "BATCH_MAX_SIZE": 4}  # no redelivery help
+    ids = [client.post("/jobs", data=jpeg(), content_type="image/jpeg").get_json()["id"]
+           for _ in range(16)]
+    first = start_worker(redis_url, settings.queue_name, tmp_path / "first.log", **env)
+    await_condition(lambda: any(client.get(f"/jobs/{i}").get_json()["status"] == "started"
+                                for i in ids), 60, "a job to start", interval=0.01)
+    stopping = time.monotonic()
+    assert first.stop(signal.SIGTERM, timeout=60) == 0
+    grace_used = time.monotonic() - stopping
+    after_stop = {i: client.get(f"/jobs/{i}").get_json()["status"] for i in ids}
+    assert "started" not in after_stop.values()  # nothing left half-done
+    done_by_first = sum(status == "succeeded" for status in after_stop.values())
+
+    second = start_worker(redis_url, settings.queue_name, tmp_path / "second.log", **env)
+    try:
+        final = [client.get(f"/jobs/{i}?wait=60").get_json()["status"] for i in ids]
+    finally:
+        second.stop()
+    print(f"SIGTERM: the worker finished {done_by_first} jobs in {grace_used:.1f} s and exited; "
+          f"the next worker did the other {len(ids) - done_by_first}")
+    assert final == ["succeeded"] * len(ids)

@@ -1,0 +1,47 @@
+"""The lost-job sweeper against a real Redis: a job whose message vanished (as with
+a worker killed between popping it and recording it unacked) is sent again; a job
+whose message still waits is left alone; a finished job is forgotten."""
+
+import json
+import time
+
+import redis
+
+from shared.celery_app import make_celery
+from shared.job_records import JobRecords
+from tests.conftest import running_app
+from tests.support.images import jpeg
+from worker.redelivery import LostJobSweeper
+
+
+def queued_ids(client: redis.Redis, queue: str) -> list[str]:
+    return [json.loads(raw)["headers"]["id"] for raw in client.lrange(queue, 0, -1)]
+
+
+def test_sweeper_resends_only_lost_unfinished_jobs(idle_settings):
+    queue = idle_settings.queue_name
+    client = redis.Redis.from_url(idle_settings.redis_url)
+    celery = make_celery(idle_settings)
+    records = JobRecords(client, idle_settings.result_ttl_seconds, queue)
+    with running_app(idle_settings) as app:
+        web = app.test_client()
+        lost, waiting, finished = (web.post("/jobs", data=jpeg(), content_type="image/jpeg")
+                                   .get_json()["id"] for _ in range(3))
+    assert sorted(queued_ids(client, queue)) == sorted([lost, waiting, finished])
+
+    # `lost` vanishes from the queue with no trace in `unacked`; `finished` has its
+    # result stored and its message consumed.
+    for raw in client.lrange(queue, 0, -1):
+        if json.loads(raw)["headers"]["id"] in (lost, finished):
+            client.lrem(queue, 1, raw)
+    celery.backend.mark_as_done(finished, {"predictions": []})
+    assert queued_ids(client, queue) == [waiting]
+
+    sweeper = LostJobSweeper(client, celery, records, queue, stale_after=60, interval=1)
+    assert sweeper.sweep_once(now=time.time()) == []  # nothing is stale yet
+    assert sweeper.sweep_once(now=time.time() + 120) == [lost]
+    assert sorted(queued_ids(client, queue)) == sorted([lost, waiting])
+    assert records.stale_inflight(time.time() + 1000) == [waiting, lost]  # finished forgotten
+    # A second sweep finds the re-sent message in the queue and sends nothing more.
+    assert sweeper.sweep_once(now=time.time() + 1000) == []
+    assert sorted(queued_ids(client, queue)) == sorted([lost, waiting])
