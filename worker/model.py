@@ -57,10 +57,6 @@ class LoadedModel:
         batch = batch.to(dtype=DTYPES[self.precision]).contiguous(memory_format=torch.channels_last)
         return self.forward(batch).float()
 
-    def warm_up(self, sizes: tuple[int, ...]) -> None:
-        for size in sorted(set(sizes)):
-            self.logits(torch.zeros(size, 3, 224, 224))
-
 
 def load_model(source: WeightsSource, precision: str, *,
                compiler: Callable[[torch.nn.Module], Callable] | None = None) -> LoadedModel:
