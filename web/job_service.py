@@ -83,6 +83,8 @@ class JobService:
         deadline = time.monotonic() + seconds
         with self.waiter.watch(job_id) as changed:
             while True:
+                # Read again once subscribed: a result stored between the first read
+                # and the subscription would otherwise go unnoticed until a re-check.
                 job = self.get(job_id)
                 remaining = deadline - time.monotonic()
                 if job.status.is_terminal() or remaining <= 0:

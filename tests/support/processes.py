@@ -93,13 +93,18 @@ def base_env(**overrides) -> dict:
     return env
 
 
+def start_redis(port: int, directory: Path, log_name: str = "redis.log") -> Process:
+    """A private redis-server on loopback `port`, data (none persisted) in `directory`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    return Process([redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
+                    "--dir", str(directory), "--save", "", "--appendonly", "no"],
+                   base_env(), directory / log_name)
+
+
 @contextmanager
 def redis_server(tmp: Path):
     port = free_port()
-    tmp.mkdir(parents=True, exist_ok=True)
-    proc = Process([redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
-                    "--dir", str(tmp), "--save", "", "--appendonly", "no"],
-                   base_env(), tmp / "redis.log")
+    proc = start_redis(port, tmp)
     url = f"redis://127.0.0.1:{port}/0"
     client = redis.Redis.from_url(url)
     await_condition(client.ping, 10, "redis-server")

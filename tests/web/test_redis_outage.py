@@ -4,26 +4,17 @@ hanging, /readyz fails, and the same app serves again once Redis is back."""
 
 import signal
 import time
-import uuid
 
 from tests.conftest import make_settings, running_app
 from tests.support.images import jpeg
-from tests.support.processes import (Process, await_condition, base_env, free_port,
-                                     redis_server_binary)
+from tests.support.processes import await_condition, free_port, start_redis
 
 CONTRACT_SECONDS = 3.0
 
 
-def start_redis(port: int, directory) -> Process:
-    directory.mkdir(parents=True, exist_ok=True)
-    return Process([redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
-                    "--dir", str(directory), "--save", "", "--appendonly", "no"],
-                   base_env(), directory / f"redis-{uuid.uuid4().hex[:4]}.log")
-
-
 def test_web_tier_fails_fast_and_recovers_when_redis_returns(tmp_path):
     port = free_port()
-    redis = start_redis(port, tmp_path / "redis")
+    redis = start_redis(port, tmp_path / "redis", "first.log")
     settings = make_settings(f"redis://127.0.0.1:{port}/0", queue_name="outage")
     with running_app(settings) as app:
         client = app.test_client()
@@ -40,7 +31,7 @@ def test_web_tier_fails_fast_and_recovers_when_redis_returns(tmp_path):
         assert elapsed < CONTRACT_SECONDS, f"answered after {elapsed:.1f} s"
         assert client.get("/readyz").status_code == 503
 
-        redis = start_redis(port, tmp_path / "redis")
+        redis = start_redis(port, tmp_path / "redis", "second.log")
         try:
             await_condition(lambda: client.get("/readyz").status_code == 200, 20,
                             "readiness after Redis returned")
