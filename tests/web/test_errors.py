@@ -44,6 +44,11 @@ def test_body_over_the_limit_is_413(client, settings):
                  "payload_too_large")
 
 
+def test_an_oversized_text_field_in_a_multipart_is_413(client):
+    form = {"image": (io.BytesIO(jpeg()), "a.jpg"), "top_k": "5" * (2 * 1024 * 1024)}
+    assert_error(client.post("/jobs", data=form), 413, "payload_too_large")
+
+
 def test_pixels_over_the_limit_are_413(client):
     bomb = encode(Image.new("1", (20000, 20000)), "PNG")
     assert_error(client.post("/jobs", data=bomb, content_type="image/png"), 413, "image_too_large")
