@@ -125,6 +125,11 @@ class WorkerLost(ResqError):
     default_message = "the worker processing the job died"
 
 
+class JobKilledWorker(ResqError):
+    code = "job_killed_worker"
+    default_message = "the job's worker died every time it ran the job; it is not retried"
+
+
 def error_from_dict(body: dict | None) -> dict:
     """A failed job's stored error, normalised to `{"code", "message"}`."""
     if not isinstance(body, dict) or "code" not in body:

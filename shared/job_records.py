@@ -63,6 +63,23 @@ class JobRecords:
     def load_image(self, job_id: str) -> bytes | None:
         return self.client.get(IMAGE_PREFIX + job_id)
 
+    def crashes(self, job_id: str) -> int:
+        """Batches the job went into that never ended: its worker died in them."""
+        return int(self.client.hget(RECORD_PREFIX + job_id, "crashes") or 0)
+
+    def batch_started(self, job_id: str) -> None:
+        """Charge the job with a crash until `batch_ended` takes it back."""
+        self._add_crashes(job_id, 1)
+
+    def batch_ended(self, job_id: str) -> None:
+        self._add_crashes(job_id, -1)
+
+    def _add_crashes(self, job_id: str, amount: int) -> None:
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.hincrby(RECORD_PREFIX + job_id, "crashes", amount)
+            pipe.expire(RECORD_PREFIX + job_id, self.ttl)
+            pipe.execute()
+
     def stale_inflight(self, older_than: float) -> list[str]:
         """Unfinished jobs accepted (or last re-sent) before `older_than`."""
         return [i.decode() for i in self.client.zrangebyscore(self.inflight_key, "-inf", older_than)]

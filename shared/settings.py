@@ -101,6 +101,12 @@ class Settings(BaseSettings):
     holds a job (its `WORKER_CONCURRENCY` jobs at its slowest batch rate), or slow
     jobs would be delivered twice."""
 
+    job_max_attempts: int = Field(3, ge=1, le=100)
+    """Times a job's worker may die while the job's batch runs (a crash, an OOM
+    kill). Such a job is delivered again and then runs in a batch of its own; after
+    this many deaths it ends `failed` with `job_killed_worker`, so a poison input
+    cannot take workers down forever."""
+
     url_fetch_timeout_seconds: float = Field(10.0, gt=0, le=120)
     """Total time allowed to fetch an image given by URL (connect and read)."""
 

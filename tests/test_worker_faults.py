@@ -8,6 +8,7 @@ import pytest
 
 from tests.conftest import make_settings, running_app
 from tests.support.images import jpeg
+from tests.support.poison_worker import POISON_MARKER
 from tests.support.processes import await_condition, start_worker
 
 VISIBILITY_TIMEOUT = 3
@@ -79,3 +80,47 @@ def test_sigterm_finishes_what_the_worker_holds_and_loses_nothing(faulty_queue, 
     print(f"SIGTERM: the worker finished {done_by_first} jobs in {grace_used:.1f} s and exited; "
           f"the next worker did the other {len(ids) - done_by_first}")
     assert final == ["succeeded"] * len(ids)
+
+
+def test_a_poison_job_fails_after_max_attempts_and_the_other_jobs_succeed(redis_url, tmp_path):
+    """A job that kills its worker every time (SIGKILL while it is decoded: see
+    tests/support/poison_worker.py) is retried alone and fails after
+    JOB_MAX_ATTEMPTS; the jobs that shared its first batch are not charged with it.
+    The test restarts the dead worker each time, as Kubernetes would."""
+    max_attempts = 2
+    env = {"VISIBILITY_TIMEOUT_SECONDS": VISIBILITY_TIMEOUT, "BATCH_MAX_SIZE": 4,
+           "JOB_MAX_ATTEMPTS": max_attempts, "BATCH_MAX_WAIT_MS": 200}
+    settings = make_settings(redis_url, queue_name=f"poison-{uuid.uuid4().hex[:6]}")
+    with running_app(settings) as app:
+        client = app.test_client()
+
+        def submit(body):
+            return client.post("/jobs", data=body, content_type="image/jpeg").get_json()["id"]
+
+        others = [submit(jpeg()) for _ in range(3)]
+        poison = submit(jpeg() + POISON_MARKER)
+        others += [submit(jpeg()) for _ in range(6)]
+
+        def poison_status():
+            return client.get(f"/jobs/{poison}").get_json()["status"]
+
+        deaths = 0
+        while True:
+            proc = start_worker(redis_url, settings.queue_name, tmp_path / f"w{deaths}.log",
+                                wait_ready=False, module="tests.support.poison_worker", **env)
+            await_condition(lambda: not proc.alive() or poison_status() == "failed", 180,
+                            "the worker to die or the poison job to fail")
+            if proc.alive():
+                break
+            deaths += 1
+            assert deaths <= max_attempts, "the poison job kept killing workers"
+        try:
+            finished = [client.get(f"/jobs/{i}?wait=60").get_json() for i in others]
+            final = [job["status"] for job in finished]
+        finally:
+            proc.stop()
+        job = client.get(f"/jobs/{poison}").get_json()
+        print(f"poison job: {deaths} worker deaths, then {job['error']}")
+        assert deaths == max_attempts
+        assert job["status"] == "failed" and job["error"]["code"] == "job_killed_worker"
+        assert final == ["succeeded"] * len(others), [job["error"] for job in finished]

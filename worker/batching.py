@@ -9,6 +9,13 @@ Each job thread takes a `slot` as soon as it starts, so the batcher knows how ma
 images are on their way. A batch runs as soon as it is full, or when nothing more
 is on its way, or `max_wait` after its first image: one job alone never waits, and
 under load the next batch fills while the current one is in the model.
+
+An image may come with a `BatchWatch`: told just before its batch is decoded and
+just after the batch is done. The job runner counts a job's unfinished batches
+with it, so that when a worker dies only the jobs of the batch it was running are
+charged with the crash. An image submitted `alone` (a job charged before) gets a
+batch of its own, so a poison input is the only job charged with the crashes it
+causes.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Protocol
 
 import torch
 
@@ -82,14 +89,31 @@ class BatchRunner:
         self.pool.shutdown(wait=False)
 
 
+class BatchWatch(Protocol):
+    def batch_started(self) -> None: ...
+
+    def batch_ended(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class _Pending:
+    payload: object
+    future: Future
+    queued: float
+    alone: bool
+    watch: "BatchWatch | None" = None
+
+
 class Slot:
     def __init__(self, batcher: "Batcher"):
         self._batcher = batcher
         self.submitted = False
 
-    def submit(self, payload) -> Future:
+    def submit(self, payload, *, alone: bool = False,
+               watch: BatchWatch | None = None) -> Future:
         self.submitted = True
-        return self._batcher._submit(payload)
+        return self._batcher._submit(_Pending(payload, Future(), time.perf_counter(), alone,
+                                              watch))
 
 
 class Batcher:
@@ -99,7 +123,7 @@ class Batcher:
         self.max_size = max_size
         self.max_wait = max_wait_seconds
         self._cond = threading.Condition()
-        self._queue: deque[tuple[object, Future, float]] = deque()
+        self._queue: deque[_Pending] = deque()
         self._announced = 0
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -119,13 +143,12 @@ class Batcher:
                     self._announced -= 1
                     self._cond.notify()
 
-    def _submit(self, payload) -> Future:
-        future: Future = Future()
+    def _submit(self, pending: "_Pending") -> Future:
         with self._cond:
             self._announced -= 1
-            self._queue.append((payload, future, time.perf_counter()))
+            self._queue.append(pending)
             self._cond.notify()
-        return future
+        return pending.future
 
     def stop(self) -> None:
         with self._cond:
@@ -134,34 +157,65 @@ class Batcher:
         self._thread.join(5)
         self.runner.close()
 
-    def _next_batch(self) -> list[tuple[object, Future, float]] | None:
+    def _next_batch(self) -> list[_Pending] | None:
         with self._cond:
             while not self._queue and not self._stopping:
                 self._cond.wait()
             if self._stopping:
                 return None
-            deadline = self._queue[0][2] + self.max_wait
+            if self._queue[0].alone:
+                return [self._queue.popleft()]
+            deadline = self._queue[0].queued + self.max_wait
             while len(self._queue) < self.max_size and self._announced > 0:
                 remaining = deadline - time.perf_counter()
                 if remaining <= 0:
                     break
                 self._cond.wait(remaining)
-            count = min(len(self._queue), self.max_size)
-            return [self._queue.popleft() for _ in range(count)]
+            batch = []
+            while self._queue and len(batch) < self.max_size and not self._queue[0].alone:
+                batch.append(self._queue.popleft())
+            return batch
+
+    @staticmethod
+    def _started(batch: list[_Pending]) -> list[_Pending]:
+        """Tell each image's watch; an image whose watch fails fails alone."""
+        going = []
+        for item in batch:
+            try:
+                if item.watch is not None:
+                    item.watch.batch_started()
+                going.append(item)
+            except Exception as error:
+                item.future.set_exception(error)
+        return going
+
+    @staticmethod
+    def _ended(batch: list[_Pending]) -> None:
+        for item in batch:
+            if item.watch is None:
+                continue
+            try:
+                item.watch.batch_ended()
+            except Exception:  # the job stays charged: it only errs on the safe side
+                log.exception("could not record the end of a batch")
 
     def _run(self) -> None:
         while True:
             batch = self._next_batch()
             if batch is None:
                 return
+            batch = self._started(batch)
+            if not batch:
+                continue
             now = time.perf_counter()
             try:
-                outputs = self.runner.run([payload for payload, _, _ in batch],
-                                          [now - queued for _, _, queued in batch])
+                outputs = self.runner.run([item.payload for item in batch],
+                                          [now - item.queued for item in batch])
             except BaseException as error:  # never leave a job waiting forever
                 outputs = [error] * len(batch)
-            for (_, future, _), output in zip(batch, outputs):
+            self._ended(batch)
+            for item, output in zip(batch, outputs):
                 if isinstance(output, BaseException):
-                    future.set_exception(output)
+                    item.future.set_exception(output)
                 else:
-                    future.set_result(output)
+                    item.future.set_result(output)

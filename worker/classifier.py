@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from worker.batching import Batcher
+from worker.batching import Batcher, BatchWatch
 from worker.model import LoadedModel
 
 
@@ -15,12 +15,14 @@ class Classifier:
         self.model = model
         self.batcher = batcher
 
-    def classify(self, data: bytes, top_k: int) -> dict:
+    def classify(self, data: bytes, top_k: int, *, alone: bool = False,
+                 watch: BatchWatch | None = None) -> dict:
         """The job result for one image, less the queue timing. Raises `BadImage`
         (or `ImageTooLarge`) for an image that cannot be used; such an image fails
-        alone and never reaches the model."""
+        alone and never reaches the model. `alone` runs it in a batch of its own;
+        `watch` is told when its batch begins and ends."""
         with self.batcher.slot() as slot:
-            output = slot.submit(data).result()
+            output = slot.submit(data, alone=alone, watch=watch).result()
         return {
             "predictions": self.top_k(output.logits, top_k),
             "model": self.model.info(),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
-from shared.errors import BadImage
+from shared.errors import BadImage, JobKilledWorker
 from shared.job_records import JobRecords
 from worker.classifier import Classifier
 
@@ -16,10 +16,25 @@ class JobCancelledBeforeRun(Exception):
     """The job was cancelled; its REVOKED state is stored and nothing is returned."""
 
 
+class _CrashCount:
+    """Charges a job with a crash while its batch runs (see `worker.batching`)."""
+
+    def __init__(self, records: JobRecords, job_id: str):
+        self.records = records
+        self.job_id = job_id
+
+    def batch_started(self) -> None:
+        self.records.batch_started(self.job_id)
+
+    def batch_ended(self) -> None:
+        self.records.batch_ended(self.job_id)
+
+
 class JobRunner:
-    def __init__(self, records: JobRecords, classifier: Classifier):
+    def __init__(self, records: JobRecords, classifier: Classifier, *, max_attempts: int):
         self.records = records
         self.classifier = classifier
+        self.max_attempts = max_attempts
 
     def run(self, job_id: str, top_k: int, created_at: float) -> dict:
         taken = time.time()
@@ -29,7 +44,16 @@ class JobRunner:
         data = self.records.load_image(job_id)
         if data is None:
             raise BadImage("the job's image has expired or was removed before it ran")
-        result = self.classifier.classify(data, top_k)
+        crashes = self.records.crashes(job_id)
+        if crashes >= self.max_attempts:
+            log.error("job %s: its worker died in each of its %d attempts; failing it",
+                      job_id, crashes)
+            raise JobKilledWorker(f"the worker died each of the {crashes} times it ran this "
+                                  f"job; it is not tried again")
+        # A job charged with a crash runs in a batch of its own: if it is what kills
+        # workers, no other job is charged with its crashes.
+        result = self.classifier.classify(data, top_k, alone=crashes > 0,
+                                          watch=_CrashCount(self.records, job_id))
         batch_size = result.pop("batch_size")
         if self.records.is_cancelled(job_id):
             raise JobCancelledBeforeRun(job_id)

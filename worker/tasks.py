@@ -22,7 +22,8 @@ def register_tasks(app: Celery, settings, records: JobRecords) -> None:
 
     @app.task(name=CLASSIFY_TASK, bind=True, base=ClassifyTask)
     def classify(self, top_k: int, created_at: float) -> dict:
-        runner = JobRunner(records, load_runtime(settings))
+        runner = JobRunner(records, load_runtime(settings),
+                           max_attempts=settings.job_max_attempts)
         try:
             return runner.run(self.request.id, top_k, created_at)
         except JobCancelledBeforeRun:

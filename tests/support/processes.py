@@ -116,10 +116,10 @@ def redis_server(tmp: Path):
 
 
 def start_worker(redis_url: str, queue: str, log_path: Path, *, wait_ready: bool = True,
-                 **env) -> Process:
+                 module: str = "worker", **env) -> Process:
     """`python -m worker` as a user runs it, with random weights; returns once the
     worker answers a Celery ping (unless `wait_ready` is false)."""
-    proc = Process([sys.executable, "-m", "worker", "--hostname", f"{queue}@%h"],
+    proc = Process([sys.executable, "-m", module, "--hostname", f"{queue}@%h"],
                    base_env(**{"REDIS_URL": redis_url, "QUEUE_NAME": queue,
                                "MODEL_WEIGHTS": "random", "MODEL_COMPILE": "false",
                                "BATCH_MAX_SIZE": 4, "TORCH_THREADS": 1, **env}), log_path)

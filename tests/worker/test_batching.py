@@ -142,3 +142,22 @@ def test_a_model_error_fails_the_jobs_of_that_batch_only(make_batcher):
         failed.result(5)
     with batcher.slot() as slot:
         assert float(slot.submit(torch.ones(1)).result(5).logits) == 1.0
+
+
+def test_an_input_submitted_alone_gets_a_batch_of_its_own(make_batcher):
+    gate = threading.Event()
+    model = RecordingModel(gate)
+    batcher = make_batcher(model, max_size=8, max_wait_seconds=0)
+    with batcher.slot() as slot:
+        first = slot.submit(torch.ones(1))
+    assert model.entered.wait(5)  # the model is busy while the rest arrive
+    futures = []
+    for value, alone in ((1.0, False), (2.0, False), (3.0, True), (4.0, False), (5.0, False)):
+        with batcher.slot() as slot:
+            futures.append(slot.submit(torch.full((1,), value), alone=alone))
+    gate.set()
+    sizes = [future.result(5).batch_size for future in futures]
+    assert first.result(5).batch_size == 1
+    # The two before it share a batch, it runs by itself, the two after share one.
+    assert sizes == [2, 2, 1, 2, 2] and model.sizes == [1, 2, 1, 2]
+    assert [float(f.result().logits) for f in futures] == [1.0, 2.0, 3.0, 4.0, 5.0]
