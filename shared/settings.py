@@ -11,8 +11,10 @@ from enum import Enum
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from typing import Annotated
+
+from pydantic import Field, IPvAnyNetwork, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Precision(str, Enum):
@@ -110,6 +112,11 @@ class Settings(BaseSettings):
     url_fetch_timeout_seconds: float = Field(10.0, gt=0, le=120)
     """Total time allowed to fetch an image given by URL (connect and read)."""
 
+    url_fetch_allow_networks: Annotated[tuple[IPvAnyNetwork, ...], NoDecode] = ()
+    """Comma-separated networks (`10.20.0.0/16,fd00::/8`) that URL submissions may
+    reach although they are not public. Empty (the default): only public addresses;
+    loopback, private, link-local, multicast and reserved ones are refused."""
+
     # --- processes --------------------------------------------------------------
     web_workers: int = Field(2, ge=1, le=64)
     """gunicorn worker processes of the web tier."""
@@ -150,6 +157,13 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"{value!r} is neither `imagenet`, `random` nor an existing state_dict file"
             )
+        return value
+
+    @field_validator("url_fetch_allow_networks", mode="before")
+    @classmethod
+    def _networks(cls, value):
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
     @field_validator("flower_basic_auth")

@@ -17,6 +17,7 @@ from web.job_service import JobService
 from web.openapi import build_openapi
 from web.result_waiter import ResultWaiter
 from web.url_fetch import UrlFetcher
+from web.url_guard import AddressPolicy
 
 VERSION = "0.1.0"
 # Room for the multipart envelope around an image of the maximum size.
@@ -47,7 +48,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         max_upload_bytes=settings.max_upload_bytes,
         max_image_pixels=settings.max_image_pixels,
         fetcher=UrlFetcher(max_bytes=settings.max_upload_bytes,
-                           timeout_seconds=settings.url_fetch_timeout_seconds),
+                           timeout_seconds=settings.url_fetch_timeout_seconds,
+                           policy=AddressPolicy(settings.url_fetch_allow_networks)),
     )
     app.extensions["resq.openapi"] = build_openapi(VERSION)
 

@@ -1,64 +1,136 @@
-"""Fetches an image named by URL: http(s) only, a time limit for the whole fetch
-and a byte cap, so a slow or endless server costs a bounded amount.
-(The SSRF guard on addresses is a later layer.)"""
+"""Fetches an image named by URL, closed to SSRF: http(s) only; the host resolved
+once and every address checked (`web.url_guard`); the connection made to the
+checked address (TLS still verifies the certificate against the host name);
+every redirect checked the same way; the bytes, the time and the content type
+capped or checked, and no content encoding, so a compressed bomb never inflates.
+"""
 
 from __future__ import annotations
 
+import ipaddress
 import time
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
-import requests
+import certifi
+import urllib3
+from urllib3.exceptions import HTTPError
 
 from shared.errors import BadUrl, PayloadTooLarge, UrlFetchFailed
+from web.url_guard import AddressPolicy, Resolver, resolve
 
 MAX_REDIRECTS = 3
 MAX_URL_LENGTH = 2048
 CHUNK = 64 * 1024
+REDIRECT_STATUSES = {301, 302, 303, 307, 308}
+ACCEPTED_CONTENT_TYPES = ("image/", "application/octet-stream")
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class UrlFetcher:
-    def __init__(self, *, max_bytes: int, timeout_seconds: float):
+    def __init__(self, *, max_bytes: int, timeout_seconds: float,
+                 policy: AddressPolicy | None = None, resolver: Resolver = resolve):
         self.max_bytes = max_bytes
         self.timeout = timeout_seconds
+        self.policy = policy or AddressPolicy()
+        self.resolver = resolver
 
     def fetch(self, url: str) -> bytes:
+        deadline = time.monotonic() + self.timeout
+        for _ in range(MAX_REDIRECTS + 1):
+            response, pool = self._open(url, deadline)
+            try:
+                if response.status in REDIRECT_STATUSES:
+                    location = response.headers.get("Location")
+                    if not location:
+                        raise UrlFetchFailed("the URL redirects without a Location")
+                    url = urljoin(url, location)  # checked like the first on the next turn
+                    continue
+                return self._body(response, deadline)
+            except HTTPError as error:
+                raise self._failure(error) from None
+            finally:
+                response.release_conn()
+                pool.close()
+        raise UrlFetchFailed(f"more than {MAX_REDIRECTS} redirects")
+
+    # --- one request, to a checked address ------------------------------------------
+    def _open(self, url: str, deadline: float):
+        scheme, host, port, target = self._parts(url)
+        address = self.policy.checked_address(host, port, self.resolver)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise UrlFetchFailed(f"the URL did not answer within {self.timeout:g} s")
+        timeout = urllib3.Timeout(connect=min(remaining, 5.0), read=remaining)
+        if scheme == "https":
+            pool = urllib3.HTTPSConnectionPool(
+                address, port, timeout=timeout, retries=False, maxsize=1,
+                server_hostname=host, assert_hostname=host,
+                cert_reqs="CERT_REQUIRED", ca_certs=certifi.where())
+        else:
+            pool = urllib3.HTTPConnectionPool(address, port, timeout=timeout, retries=False,
+                                              maxsize=1)
+        host_header = f"[{host}]" if ":" in host else host
+        if port != DEFAULT_PORTS[scheme]:
+            host_header += f":{port}"
+        try:
+            response = pool.urlopen(
+                "GET", target, redirect=False, retries=False, preload_content=False,
+                decode_content=False, assert_same_host=False,
+                headers={"Host": host_header, "Accept": "image/*",
+                         "Accept-Encoding": "identity", "User-Agent": "resq-url-fetch"})
+        except HTTPError as error:
+            pool.close()
+            raise self._failure(error) from None
+        return response, pool
+
+    @staticmethod
+    def _parts(url: str) -> tuple[str, str, int, str]:
         if len(url) > MAX_URL_LENGTH:
             raise BadUrl(f"the URL is longer than {MAX_URL_LENGTH} characters")
         try:
             parts = urlsplit(url)
-            host = parts.hostname
+            host, port = parts.hostname, parts.port
         except ValueError:
             raise BadUrl("the URL cannot be parsed") from None
-        if parts.scheme not in ("http", "https") or not host:
+        if parts.scheme not in DEFAULT_PORTS or not host:
             raise BadUrl("only http and https URLs with a host are accepted")
-        deadline = time.monotonic() + self.timeout
-        session = requests.Session()
-        session.max_redirects = MAX_REDIRECTS
-        session.trust_env = False
-        try:
-            with session.get(url, stream=True, timeout=(min(self.timeout, 5.0), self.timeout),
-                             headers={"Accept": "image/*"}) as response:
-                if response.status_code != 200:
-                    raise UrlFetchFailed(f"the URL answered HTTP {response.status_code}")
-                declared = response.headers.get("Content-Length")
-                if declared and declared.isdigit() and int(declared) > self.max_bytes:
-                    raise PayloadTooLarge(f"the image at the URL is over {self.max_bytes} bytes")
-                return self._read_capped(response, deadline)
-        except requests.TooManyRedirects:
-            raise UrlFetchFailed(f"more than {MAX_REDIRECTS} redirects") from None
-        except requests.Timeout:
-            raise UrlFetchFailed(f"the URL did not answer within {self.timeout:g} s") from None
-        except requests.RequestException as error:
-            raise UrlFetchFailed(f"the URL could not be fetched: {type(error).__name__}") from None
-        finally:
-            session.close()
+        if any(ch in url for ch in "\r\n\t "):
+            raise BadUrl("the URL contains whitespace or control characters")
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        return parts.scheme, _canonical(host), port or DEFAULT_PORTS[parts.scheme], target
 
-    def _read_capped(self, response: requests.Response, deadline: float) -> bytes:
+    # --- the body ---------------------------------------------------------------------
+    def _body(self, response, deadline: float) -> bytes:
+        if response.status != 200:
+            raise UrlFetchFailed(f"the URL answered HTTP {response.status}")
+        content_type = (response.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if content_type and not content_type.startswith(ACCEPTED_CONTENT_TYPES):
+            raise UrlFetchFailed(f"the URL served {content_type}, not an image")
+        encoding = (response.headers.get("Content-Encoding") or "identity").strip().lower()
+        if encoding != "identity":
+            raise UrlFetchFailed(f"the URL served a {encoding}-encoded body; resq fetches "
+                                 "images without content encoding")
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            raise PayloadTooLarge(f"the image at the URL is over {self.max_bytes} bytes")
         body = bytearray()
-        for chunk in response.iter_content(CHUNK):
+        for chunk in response.stream(CHUNK, decode_content=False):
             body.extend(chunk)
             if len(body) > self.max_bytes:
                 raise PayloadTooLarge(f"the image at the URL is over {self.max_bytes} bytes")
             if time.monotonic() > deadline:
                 raise UrlFetchFailed(f"the URL did not send the image within {self.timeout:g} s")
         return bytes(body)
+
+    def _failure(self, error: HTTPError) -> UrlFetchFailed:
+        if isinstance(error, urllib3.exceptions.TimeoutError):
+            return UrlFetchFailed(f"the URL did not answer within {self.timeout:g} s")
+        return UrlFetchFailed(f"the URL could not be fetched: {type(error).__name__}")
+
+
+def _canonical(host: str) -> str:
+    """The host as it is resolved: IP literals in their plain form, names as given."""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return host.rstrip(".") or host

@@ -96,10 +96,14 @@ def test_bad_urls_are_400(client, url):
 
 
 def test_url_that_fails_or_is_not_an_image_is_400(client):
-    routes = {"/text": (200, "text/plain", b"hello"), "/gone": (404, "text/plain", b"no")}
+    routes = {"/text": (200, "text/plain", b"hello"), "/gone": (404, "text/plain", b"no"),
+              "/fake": (200, "image/jpeg", b"hello")}
     with serve(routes) as (base, _):
         assert_error(client.post("/jobs", json={"url": f"{base}/gone"}), 400, "url_fetch_failed")
-        assert_error(client.post("/jobs", json={"url": f"{base}/text"}), 400,
+        text = client.post("/jobs", json={"url": f"{base}/text"})
+        assert_error(text, 400, "url_fetch_failed")
+        assert "text/plain" in text.get_json()["error"]["message"]
+        assert_error(client.post("/jobs", json={"url": f"{base}/fake"}), 400,
                      "unsupported_image_format")
 
 

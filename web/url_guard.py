@@ -1,0 +1,82 @@
+"""Which addresses a URL submission may make the web tier connect to (SSRF,
+OWASP API7:2023).
+
+A URL's host is resolved once (`resolve`), every address it resolves to is
+checked, and the fetch then connects to the checked address itself, so a DNS
+answer that changes between the check and the connection (DNS rebinding) cannot
+redirect it. Only globally routable unicast addresses pass, plus the networks an
+operator names in `URL_FETCH_ALLOW_NETWORKS`. Addresses that carry an IPv4
+address inside an IPv6 one (IPv4-mapped, 6to4, NAT64) are judged by the IPv4
+address they carry. Numeric spellings of a host (`2130706433`, `0x7f.1`,
+`0177.0.0.1`) need no special case: the resolver turns them into the address they
+name, and the address is what is checked.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from typing import Callable, Iterable
+
+from shared.errors import BadUrl
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+Resolver = Callable[[str, int], list[str]]
+
+NAT64_PREFIX = ipaddress.ip_network("64:ff9b::/96")
+NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
+
+
+def resolve(host: str, port: int) -> list[str]:
+    """Every address `host` resolves to (the system resolver)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError, ValueError):
+        return []
+    return list(dict.fromkeys(info[4][0] for info in infos))
+
+
+def embedded_ipv4(address: IPAddress) -> IPAddress:
+    """The IPv4 address an IPv6 address carries (mapped, 6to4, NAT64), else itself."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return address.ipv4_mapped
+        if address.sixtofour is not None:
+            return address.sixtofour
+        if address in NAT64_PREFIX:
+            return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return address
+
+
+class AddressPolicy:
+    def __init__(self, allow_networks: Iterable[IPNetwork] = ()):
+        self.allow_networks = tuple(allow_networks)
+
+    def allows(self, address: IPAddress) -> bool:
+        inner = embedded_ipv4(address)
+        if any(candidate in network for network in self.allow_networks
+               for candidate in {address, inner} if candidate.version == network.version):
+            return True
+        if address in NAT64_LOCAL:
+            return False
+        return all(candidate.is_global and not candidate.is_multicast
+                   for candidate in {address, inner})
+
+    def checked_address(self, host: str, port: int, resolver: Resolver) -> str:
+        """The address to connect to for `host`; raises `BadUrl` when the host does
+        not resolve or when any address it resolves to is not allowed."""
+        found = resolver(host, port)
+        if not found:
+            raise BadUrl(f"the URL's host {host!r} does not resolve")
+        addresses = []
+        for text in found:
+            try:
+                addresses.append(ipaddress.ip_address(text.split("%", 1)[0]))
+            except ValueError:
+                raise BadUrl(f"the URL's host {host!r} resolves to a bad address") from None
+        refused = [a for a in addresses if not self.allows(a)]
+        if refused:
+            raise BadUrl(f"the URL's host {host!r} is a private, loopback or otherwise "
+                         "non-public address; resq does not fetch from those")
+        return str(addresses[0])
