@@ -96,6 +96,19 @@ class InvalidField(ResqError):
     default_message = "one or more fields are invalid"
 
 
+class Unauthorized(ResqError):
+    status_code = 401
+    code = "unauthorized"
+    default_message = ("a valid API key is required: send `Authorization: Bearer <key>` "
+                       "or `X-API-Key: <key>`")
+
+
+class RateLimited(ResqError):
+    status_code = 429
+    code = "rate_limited"
+    default_message = "too many requests; retry later"
+
+
 class ServiceUnavailable(ResqError):
     status_code = 503
     code = "unavailable"

@@ -27,6 +27,7 @@ class JobRecord:
     top_k: int
     form: str
     cancelled: bool
+    owner: str = ""
 
 
 class JobRecords:
@@ -35,12 +36,14 @@ class JobRecords:
         self.ttl = ttl_seconds
         self.inflight_key = INFLIGHT_PREFIX + queue
 
-    def create(self, job_id: str, *, top_k: int, form: str, image: bytes) -> JobRecord:
+    def create(self, job_id: str, *, top_k: int, form: str, image: bytes,
+               owner: str = "") -> JobRecord:
         record = JobRecord(id=job_id, created_at=time.time(), top_k=top_k, form=form,
-                           cancelled=False)
+                           cancelled=False, owner=owner)
         with self.client.pipeline(transaction=True) as pipe:
             pipe.hset(RECORD_PREFIX + job_id, mapping={
                 "created_at": repr(record.created_at), "top_k": top_k, "form": form,
+                "owner": owner,
             })
             pipe.expire(RECORD_PREFIX + job_id, self.ttl)
             pipe.set(IMAGE_PREFIX + job_id, image, ex=self.ttl)
@@ -58,6 +61,7 @@ class JobRecords:
             top_k=int(fields.get(b"top_k", 5)),
             form=fields.get(b"form", b"").decode(),
             cancelled=b"cancelled_at" in fields,
+            owner=fields.get(b"owner", b"").decode(),
         )
 
     def load_image(self, job_id: str) -> bytes | None:

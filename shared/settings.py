@@ -13,7 +13,7 @@ from pathlib import Path
 
 from typing import Annotated
 
-from pydantic import Field, IPvAnyNetwork, ValidationError, field_validator
+from pydantic import Field, IPvAnyNetwork, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -117,6 +117,20 @@ class Settings(BaseSettings):
     reach although they are not public. Empty (the default): only public addresses;
     loopback, private, link-local, multicast and reserved ones are refused."""
 
+    # --- access -------------------------------------------------------------------
+    api_keys: SecretStr = SecretStr("")
+    """Comma-separated API keys that `/jobs` requires (at least 16 characters each),
+    or their SHA-256 as `sha256:<64 hex digits>`. Empty: no key is asked for. A job
+    belongs to the key that made it; other keys get 404 for it. Probes, `/metrics`
+    and the docs need no key."""
+
+    rate_limit: str = Field("50/second;1000/minute",
+                            pattern=r"^(\s*\d+\s*(/|per)\s*(\d+\s*)?"
+                                    r"(second|minute|hour|day)s?\s*[;,]?)*\s*$")
+    """Requests to `/jobs` allowed per API key (per client address without keys),
+    in flask-limiter's notation (`50/second;1000/minute`); past it: 429 with
+    `Retry-After`. Empty: no limit."""
+
     # --- processes --------------------------------------------------------------
     web_workers: int = Field(2, ge=1, le=64)
     """gunicorn worker processes of the web tier."""
@@ -166,6 +180,18 @@ class Settings(BaseSettings):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
+    @field_validator("api_keys")
+    @classmethod
+    def _api_keys(cls, value: SecretStr) -> SecretStr:
+        for entry in filter(None, (p.strip() for p in value.get_secret_value().split(","))):
+            if entry.startswith("sha256:"):
+                hexdigest = entry.removeprefix("sha256:")
+                if len(hexdigest) != 64 or any(c not in "0123456789abcdefABCDEF" for c in hexdigest):
+                    raise ValueError("a `sha256:` entry must hold 64 hex digits")
+            elif len(entry) < 16:
+                raise ValueError("each key must be at least 16 characters long")
+        return value
+
     @field_validator("flower_basic_auth")
     @classmethod
     def _basic_auth(cls, value: str) -> str:
@@ -181,6 +207,10 @@ class Settings(BaseSettings):
         return self.worker_concurrency or 2 * self.batch_max_size
 
 
+# Settings whose values never appear in an error message.
+SECRET_FIELDS = {"api_keys", "flower_basic_auth"}
+
+
 class SettingsError(Exception):
     """The environment holds bad values; the message has one line per value."""
 
@@ -192,7 +222,9 @@ def describe_errors(error: ValidationError) -> str:
         name = ".".join(str(part) for part in item["loc"]).upper() or "settings"
         message = item["msg"].removeprefix("Value error, ")
         got = item.get("input")
-        suffix = f" (got {got!r})" if got is not None and not isinstance(got, dict) else ""
+        secret = any(str(part) in SECRET_FIELDS for part in item["loc"])
+        shown = got is not None and not isinstance(got, dict) and not secret
+        suffix = f" (got {got!r})" if shown else ""
         lines.append(f"{name}: {message}{suffix}")
     return "\n".join(lines)
 

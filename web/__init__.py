@@ -10,11 +10,13 @@ from flask import Flask
 from shared.celery_app import make_celery
 from shared.redis_client import connect
 from shared.settings import Settings, get_settings
+from web.auth import ApiKeys
 from web.blueprints import docs, jobs, probes
 from web.errors import register_error_handlers
 from web.intake import Intake
 from web.job_service import JobService
 from web.openapi import build_openapi
+from web.rate_limits import install_rate_limits
 from web.result_waiter import ResultWaiter
 from web.url_fetch import UrlFetcher
 from web.url_guard import AddressPolicy
@@ -52,6 +54,11 @@ def create_app(settings: Settings | None = None) -> Flask:
                            policy=AddressPolicy(settings.url_fetch_allow_networks)),
     )
     app.extensions["resq.openapi"] = build_openapi(VERSION)
+
+    keys = ApiKeys(settings.api_keys.get_secret_value())
+    app.extensions["resq.api_keys"] = keys
+    install_rate_limits(app, jobs.bp, settings.rate_limit, settings.redis_url,
+                        f"resq:ratelimit:{settings.queue_name}", keys)
 
     for blueprint in (jobs.bp, probes.bp, docs.bp):
         app.register_blueprint(blueprint)

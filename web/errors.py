@@ -6,10 +6,12 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, jsonify
+from flask_limiter.errors import RateLimitExceeded
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from shared.errors import (MethodNotAllowed, NotFound, PayloadTooLarge, ResqError,
-                           BadRequest)
+from shared.errors import (BadRequest, MethodNotAllowed, NotFound, PayloadTooLarge,
+                           ResqError)
+from web.rate_limits import as_resq_error
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +28,8 @@ def error_response(error: ResqError):
     response.status_code = error.status_code
     if error.retry_after is not None:
         response.headers["Retry-After"] = str(error.retry_after)
+    if error.status_code == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="resq"'
     return response
 
 
@@ -33,6 +37,10 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ResqError)
     def _resq(error: ResqError):
         return error_response(error)
+
+    @app.errorhandler(RateLimitExceeded)
+    def _rate_limited(error: RateLimitExceeded):
+        return error_response(as_resq_error(app.extensions.get("resq.limiter"), error))
 
     @app.errorhandler(RequestEntityTooLarge)
     def _too_large(error: RequestEntityTooLarge):

@@ -3,6 +3,7 @@ layer (`web.blueprints.jobs`) only translates requests to these calls."""
 
 from __future__ import annotations
 
+import hmac
 import logging
 import time
 import uuid
@@ -49,13 +50,14 @@ class JobService:
         self.waiter = waiter
 
     # --- submit -------------------------------------------------------------
-    def submit(self, submission: Submission) -> Job:
+    def submit(self, submission: Submission, owner: str = "") -> Job:
         job_id = str(uuid.uuid4())
         with redis_guard():
             if self.client.llen(self.settings.queue_name) >= self.settings.queue_max_length:
                 raise QueueFull(retry_after=RETRY_AFTER_QUEUE_FULL)
             record = self.records.create(job_id, top_k=submission.options.top_k,
-                                         form=submission.form.value, image=submission.image)
+                                         form=submission.form.value, image=submission.image,
+                                         owner=owner)
             self.celery.send_task(
                 CLASSIFY_TASK,
                 kwargs={"top_k": record.top_k, "created_at": record.created_at},
@@ -67,17 +69,19 @@ class JobService:
         return self._job(record, "PENDING", None)
 
     # --- read ---------------------------------------------------------------
-    def get(self, job_id: str) -> Job:
+    def get(self, job_id: str, owner: str = "") -> Job:
+        """The job, if it exists and belongs to `owner` (another key's job is as
+        good as unknown: 404)."""
         with redis_guard():
             record = self.records.get(job_id)
-            if record is None:
+            if record is None or not hmac.compare_digest(record.owner, owner):
                 raise JobNotFound()
             meta = self.celery.backend.get_task_meta(job_id)
         return self._job(record, meta.get("status", "PENDING"), meta.get("result"))
 
-    def wait(self, job_id: str, seconds: float) -> Job:
+    def wait(self, job_id: str, seconds: float, owner: str = "") -> Job:
         """The job once it is finished, or as it is after `seconds`."""
-        job = self.get(job_id)
+        job = self.get(job_id, owner)
         if seconds <= 0 or job.status.is_terminal():
             return job
         deadline = time.monotonic() + seconds
@@ -85,7 +89,7 @@ class JobService:
             while True:
                 # Read again once subscribed: a result stored between the first read
                 # and the subscription would otherwise go unnoticed until a re-check.
-                job = self.get(job_id)
+                job = self.get(job_id, owner)
                 remaining = deadline - time.monotonic()
                 if job.status.is_terminal() or remaining <= 0:
                     return job
@@ -93,8 +97,8 @@ class JobService:
                 changed.clear()
 
     # --- cancel -------------------------------------------------------------
-    def cancel(self, job_id: str) -> Job:
-        job = self.get(job_id)
+    def cancel(self, job_id: str, owner: str = "") -> Job:
+        job = self.get(job_id, owner)
         if job.status.is_terminal():
             return job
         with redis_guard():
@@ -102,7 +106,7 @@ class JobService:
             self.celery.backend.mark_as_revoked(job_id, "cancelled")
             self.celery.control.revoke(job_id)
         log.info("job cancelled", extra={"job_id": job_id})
-        return self.get(job_id)
+        return self.get(job_id, owner)
 
     def close(self) -> None:
         self.waiter.stop()

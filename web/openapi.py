@@ -19,7 +19,8 @@ def _json(model, description: str) -> dict:
 
 
 def _errors(*codes: int) -> dict:
-    words = {400: "Bad image, URL or request", 404: "Unknown or expired job",
+    words = {400: "Bad image, URL or request", 401: "Missing or invalid API key",
+             404: "Unknown or expired job",
              413: "Body or image over the limit", 415: "Unsupported content type",
              422: "Invalid field", 429: "Rate limited", 503: "Queue unreachable or full"}
     return {str(code): _json(ErrorResponse, words[code]) for code in codes}
@@ -70,7 +71,7 @@ def build_openapi(version: str) -> dict:
                 "responses": {
                     "200": {**_json(Job, "Finished within the wait"), "headers": _LOCATION},
                     "202": {**_json(Job, "Accepted; poll the Location"), "headers": _LOCATION},
-                    **_errors(400, 413, 415, 422, 503),
+                    **_errors(400, 401, 413, 415, 422, 429, 503),
                 },
             }},
             "/jobs/{job_id}": {
@@ -78,14 +79,15 @@ def build_openapi(version: str) -> dict:
                     "summary": "Read a job (long poll with `wait`)",
                     "operationId": "getJob",
                     "parameters": [_JOB_ID, _WAIT, _PREFER],
-                    "responses": {"200": _json(Job, "The job"), **_errors(404, 422, 503)},
+                    "responses": {"200": _json(Job, "The job"),
+                                  **_errors(401, 404, 422, 429, 503)},
                 },
                 "delete": {
                     "summary": "Cancel a job that has not finished",
                     "operationId": "cancelJob",
                     "parameters": [_JOB_ID],
                     "responses": {"200": _json(Job, "The job after the cancel"),
-                                  **_errors(404, 503)},
+                                  **_errors(401, 404, 429, 503)},
                 },
             },
             "/healthz": {"get": {"summary": "Liveness", "operationId": "healthz",
@@ -94,5 +96,14 @@ def build_openapi(version: str) -> dict:
                                 "responses": {"200": _json(Health, "Ready"),
                                               "503": _json(Health, "Redis unreachable")}}},
         },
-        "components": {"schemas": schemas["$defs"]},
+        "components": {
+            "schemas": schemas["$defs"],
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer",
+                           "description": "An API key, when the server sets API_KEYS"},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+            },
+        },
+        # Keys are optional: a server without API_KEYS asks for none.
+        "security": [{}, {"bearer": []}, {"apiKey": []}],
     }

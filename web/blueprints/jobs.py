@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app, g, jsonify, request
 
+from shared.errors import Unauthorized
 from shared.jobs import Job
 from web.waiting import requested_wait
 
 bp = Blueprint("jobs", __name__)
+
+
+@bp.before_request
+def authenticate():
+    """With `API_KEYS` set, every `/jobs` call needs a valid key; `g.owner` is the
+    key's owner id (empty without keys)."""
+    keys = current_app.extensions["resq.api_keys"]
+    g.owner = ""
+    if keys.enabled:
+        owner = keys.owner_of(request)
+        if owner is None:
+            raise Unauthorized()
+        g.owner = owner
 
 
 def _service():
@@ -36,9 +50,9 @@ def _job_response(job: Job, status: int, *, waited: float | None = None, from_pr
 def submit():
     wait, from_prefer = _wait_seconds()
     submission = _intake().read(request)
-    job = _service().submit(submission)
+    job = _service().submit(submission, g.owner)
     if wait > 0:
-        job = _service().wait(job.id, wait)
+        job = _service().wait(job.id, wait, g.owner)
     status = 200 if job.status.is_terminal() else 202
     return _job_response(job, status, waited=wait, from_prefer=from_prefer)
 
@@ -46,10 +60,10 @@ def submit():
 @bp.get("/jobs/<job_id>")
 def get(job_id: str):
     wait, from_prefer = _wait_seconds()
-    job = _service().wait(job_id, wait)
+    job = _service().wait(job_id, wait, g.owner)
     return _job_response(job, 200, waited=wait, from_prefer=from_prefer)
 
 
 @bp.delete("/jobs/<job_id>")
 def cancel(job_id: str):
-    return _job_response(_service().cancel(job_id), 200)
+    return _job_response(_service().cancel(job_id, g.owner), 200)

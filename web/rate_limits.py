@@ -1,0 +1,49 @@
+"""Rate limits on `/jobs` (flask-limiter, counted in Redis so that every web
+process and pod shares them): per API key when keys are configured, else per
+client address. A request over the limit gets 429 with `Retry-After`."""
+
+from __future__ import annotations
+
+import math
+import time
+
+from flask import Blueprint, Flask, request
+from flask_limiter import Limiter
+from flask_limiter.errors import RateLimitExceeded
+
+from shared.errors import RateLimited
+from web.auth import ApiKeys
+
+
+def rate_key(keys: ApiKeys) -> str:
+    if keys.enabled:
+        owner = keys.owner_of(request)
+        if owner is not None:
+            return f"key:{owner}"
+    return f"addr:{request.remote_addr or 'unknown'}"
+
+
+def install_rate_limits(app: Flask, blueprint: Blueprint, limit: str, storage_uri: str,
+                        key_prefix: str,
+                        keys: ApiKeys) -> Limiter | None:
+    """Limit `blueprint`'s routes to `limit` (e.g. `50/second;1000/minute`); an
+    empty limit installs nothing. A Redis outage lets requests through (the routes
+    answer 503 on their own then)."""
+    if not limit.strip():
+        return None
+    limiter = Limiter(lambda: rate_key(keys), app=app, storage_uri=storage_uri,
+                      strategy="moving-window", swallow_errors=True, headers_enabled=False,
+                      key_prefix=key_prefix, default_limits=[])
+    limiter.shared_limit(limit, scope="jobs")(blueprint)  # one budget for all /jobs routes
+    app.extensions["resq.limiter"] = limiter
+    return limiter
+
+
+def as_resq_error(limiter: Limiter | None, error: RateLimitExceeded) -> RateLimited:
+    retry_after = 1
+    current = limiter.current_limit if limiter is not None else None
+    if current is not None:
+        window = current.limit.get_expiry()
+        retry_after = max(1, min(window, math.ceil(current.reset_at - time.time())))
+    return RateLimited(f"rate limit of {error.description} exceeded; retry later",
+                       retry_after=retry_after)
