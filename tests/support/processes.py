@@ -93,11 +93,16 @@ def base_env(**overrides) -> dict:
     return env
 
 
-def start_redis(port: int, directory: Path, log_name: str = "redis.log") -> Process:
-    """A private redis-server on loopback `port`, data (none persisted) in `directory`."""
+def start_redis(port: int, directory: Path, log_name: str = "redis.log", *,
+                appendonly: bool = False) -> Process:
+    """A private redis-server on loopback `port` with its data in `directory`:
+    nothing persisted, or (`appendonly`) an append-only file as `make run` and
+    compose keep, so that a restart on the same directory finds the data again."""
     directory.mkdir(parents=True, exist_ok=True)
     return Process([redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
-                    "--dir", str(directory), "--save", "", "--appendonly", "no"],
+                    "--dir", str(directory), "--save", "",
+                    "--appendonly", "yes" if appendonly else "no", "--appendfsync", "everysec",
+                    "--maxmemory-policy", "noeviction"],
                    base_env(), directory / log_name)
 
 

@@ -15,7 +15,9 @@ CONTRACT_SECONDS = 3.0
 def test_web_tier_fails_fast_and_recovers_when_redis_returns(tmp_path):
     port = free_port()
     redis = start_redis(port, tmp_path / "redis", "first.log")
-    settings = make_settings(f"redis://127.0.0.1:{port}/0", queue_name="outage")
+    # With a rate limit, so the limiter (counting in Redis too) must fail fast as well.
+    settings = make_settings(f"redis://127.0.0.1:{port}/0", queue_name="outage",
+                             rate_limit="100/second")
     with running_app(settings) as app:
         client = app.test_client()
         await_condition(lambda: client.get("/readyz").status_code == 200, 10, "redis")

@@ -1,0 +1,46 @@
+"""Redis killed with SIGKILL and started again on the same data (append-only file
+on, as in `make run` and compose): every job it had accepted is still there, and
+the running worker and web tier reconnect by themselves."""
+
+import signal
+
+import redis
+
+from tests.conftest import make_settings, running_app
+from tests.support.images import jpeg
+from tests.support.processes import await_condition, free_port, start_redis, start_worker
+
+
+def test_accepted_jobs_survive_redis_kill_9_and_everything_reconnects(tmp_path):
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    data = tmp_path / "redis"
+    server = start_redis(port, data, "first.log", appendonly=True)
+    await_condition(redis.Redis.from_url(url).ping, 10, "redis-server")
+    queue = "restart"
+    worker = start_worker(url, queue, tmp_path / "worker.log", VISIBILITY_TIMEOUT_SECONDS=5)
+    worker_pid = worker.pid
+    try:
+        with running_app(make_settings(url, queue_name=queue)) as app:
+            client = app.test_client()
+            ids = [client.post("/jobs", data=jpeg(), content_type="image/jpeg").get_json()["id"]
+                   for _ in range(16)]
+            before = {i: client.get(f"/jobs/{i}").get_json()["status"] for i in ids}
+
+            server.stop(signal.SIGKILL)
+            server = start_redis(port, data, "second.log", appendonly=True)
+            await_condition(lambda: client.get("/readyz").status_code == 200, 20,
+                            "the web tier to see Redis again")
+            # Every accepted job is known after the restart (none answers 404).
+            after = {i: client.get(f"/jobs/{i}").status_code for i in ids}
+            assert set(after.values()) == {200}, after
+            ids.append(client.post("/jobs", data=jpeg(), content_type="image/jpeg")
+                       .get_json()["id"])
+            final = [client.get(f"/jobs/{i}?wait=90").get_json()["status"] for i in ids]
+        print(f"at the kill: {sorted(before.values())}; after the restart all "
+              f"{len(ids)} jobs {set(final)}; worker pid unchanged: {worker.pid == worker_pid}")
+        assert final == ["succeeded"] * len(ids)
+        assert worker.alive() and worker.pid == worker_pid  # reconnected, not restarted
+    finally:
+        worker.stop()
+        server.stop()
