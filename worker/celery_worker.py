@@ -17,7 +17,9 @@ from worker.tasks import register_tasks
 
 settings = get_settings()
 app = make_celery(settings, store_retries=100)
-client = connect(settings.redis_url)
+# Jobs in the middle of their run wait out a Redis restart rather than fail.
+REDIS_RIDE_OUT_SECONDS = 60
+client = connect(settings.redis_url, ride_out_seconds=REDIS_RIDE_OUT_SECONDS)
 records = JobRecords(client, settings.result_ttl_seconds, settings.queue_name)
 register_tasks(app, settings, records)
 

@@ -1,0 +1,180 @@
+"""Chaos: 300 jobs sent through the real HTTP tier while workers are SIGKILLed
+three times and Redis is killed (-9) and restarted once on its append-only file.
+
+Every accepted job (a 202 with an id) is classified as queue tests do:
+- lost: accepted, but no result by the end;
+- duplicated: run to a result more than once (counted from the workers' logs;
+  at-least-once delivery allows it, and a stored result is never changed by it);
+- unexpected: a result that is not `succeeded`, or a result for an id that was
+  never accepted.
+Asserts lost = 0 and unexpected = 0, and prints the counts and recovery times.
+Clients behave as the README asks: on 503 or a refused connection they retry.
+"""
+
+import json
+import signal
+import threading
+import time
+from collections import Counter
+
+import redis
+import requests
+
+from tests.support.images import jpeg
+from tests.support.processes import (await_condition, free_port, start_gunicorn, start_redis,
+                                     start_worker)
+
+JOBS = 300
+CLIENTS = 4
+SUBMIT_INTERVAL = 0.6  # per client: about 6.7 jobs/s in all, near what the workers do
+QUEUE = "chaos"
+WORKER_ENV = {
+    "VISIBILITY_TIMEOUT_SECONDS": 5,
+    # These kills are not a poison job's: a job caught in several of them must not
+    # be failed as one.
+    "JOB_MAX_ATTEMPTS": 10,
+}
+
+
+class Submitter:
+    """CLIENTS threads posting JOBS distinct images, retrying refusals."""
+
+    def __init__(self, base: str):
+        self.base = base
+        self.accepted: dict[str, float] = {}
+        self.refusals = Counter()
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._client, args=(n,)) for n in range(CLIENTS)]
+
+    def start(self):
+        for thread in self.threads:
+            thread.start()
+
+    def join(self):
+        for thread in self.threads:
+            thread.join()
+
+    def _client(self, n: int):
+        session = requests.Session()
+        for i in range(n, JOBS, CLIENTS):
+            body = jpeg(96 + i % 64, 72)  # a distinct image per job
+            while True:
+                try:
+                    response = session.post(f"{self.base}/jobs", data=body, timeout=10,
+                                            headers={"Content-Type": "image/jpeg"})
+                except requests.ConnectionError:
+                    self._refused("connection")
+                    continue
+                if response.status_code == 202:
+                    with self.lock:
+                        self.accepted[response.json()["id"]] = time.monotonic()
+                    break
+                assert response.status_code == 503, response.text
+                self._refused("503")
+            time.sleep(SUBMIT_INTERVAL)
+
+    def _refused(self, why: str):
+        with self.lock:
+            self.refusals[why] += 1
+        time.sleep(0.2)
+
+
+def statuses(client: redis.Redis, ids: list[str]) -> list[str | None]:
+    try:
+        raw = client.mget([f"celery-task-meta-{i}" for i in ids]) if ids else []
+    except redis.RedisError:
+        return [None] * len(ids)
+    return [json.loads(value)["status"] if value else None for value in raw]
+
+
+def test_no_job_is_lost_through_worker_kills_and_a_redis_restart(tmp_path):
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    data = tmp_path / "redis"
+    server = start_redis(port, data, "redis-0.log", appendonly=True)
+    client = redis.Redis.from_url(url, socket_timeout=2)
+    await_condition(client.ping, 10, "redis-server")
+    workers = {name: start_worker(url, QUEUE, tmp_path / f"{name}.log", **WORKER_ENV)
+               for name in ("a", "b")}
+    logs = [tmp_path / "a.log", tmp_path / "b.log"]
+    web, base = start_gunicorn(url, QUEUE, tmp_path / "web.log", RATE_LIMIT="")
+    submitter = Submitter(base)
+    faults: list[tuple[str, float, int]] = []
+
+    def done() -> int:
+        with submitter.lock:
+            ids = list(submitter.accepted)
+        return sum(status in ("SUCCESS", "FAILURE") for status in statuses(client, ids))
+
+    def kill_worker(name: str, generation: int):
+        results = done()
+        workers[name].stop(signal.SIGKILL)
+        faults.append((f"SIGKILL worker {name}", time.monotonic(), results))
+        log = tmp_path / f"{name}{generation}.log"
+        logs.append(log)
+        workers[name] = start_worker(url, QUEUE, log, wait_ready=False, **WORKER_ENV)
+
+    timeline: list[tuple[float, int]] = []
+    sampling = threading.Event()
+
+    def sample():
+        while not sampling.wait(0.2):
+            timeline.append((time.monotonic(), done()))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    try:
+        submitter.start()
+        sampler.start()
+        await_condition(lambda: done() >= 40, 120, "40 results", interval=0.1)
+        kill_worker("a", 1)
+        await_condition(lambda: done() >= 100, 120, "100 results", interval=0.1)
+        results = done()
+        server.stop(signal.SIGKILL)
+        faults.append(("kill -9 redis", time.monotonic(), results))
+        # Down long enough that clients meet it, then back on the same data.
+        await_condition(lambda: submitter.refusals, 20, "a client to be refused")
+        server = start_redis(port, data, "redis-1.log", appendonly=True)
+        await_condition(lambda: done() >= 160, 180, "160 results", interval=0.1)
+        kill_worker("b", 1)
+        await_condition(lambda: done() >= 220, 180, "220 results", interval=0.1)
+        kill_worker("a", 2)
+        submitter.join()
+        ids = list(submitter.accepted)
+        await_condition(lambda: done() == len(ids), 300, "every accepted job to finish",
+                        interval=0.2)
+        finished_at = time.monotonic()
+
+        final = statuses(client, ids)
+        lost = [i for i, status in zip(ids, final) if status is None]
+        unexpected = [i for i, status in zip(ids, final) if status not in (None, "SUCCESS")]
+        known = {key.decode().removeprefix("celery-task-meta-")
+                 for key in client.scan_iter("celery-task-meta-*", count=1000)}
+        unexpected += sorted(known - set(ids))
+        runs = Counter()
+        for log in logs:
+            for line in log.read_text(errors="replace").splitlines():
+                if " classified in a batch of " in line:
+                    runs[line.split(" job ", 1)[1].split(" ", 1)[0]] += 1
+        duplicated = [i for i in ids if runs[i] > 1]
+        # Every job reads as succeeded through the API too.
+        api = Counter(requests.get(f"{base}/jobs/{i}", timeout=10).json()["status"] for i in ids)
+    finally:
+        sampling.set()
+        submitter.join()
+        web.stop()
+        for proc in workers.values():
+            proc.stop()
+        server.stop()
+
+    print(f"\nchaos: {len(ids)} accepted ({dict(submitter.refusals)} refusals retried); "
+          f"lost={len(lost)} duplicated={len(duplicated)} unexpected={len(unexpected)}; "
+          f"API: {dict(api)}")
+    for what, at, results in faults:
+        # Recovered: 8 more results (two batches) than at the fault.
+        back = next((t for t, n in timeline if t > at and n >= results + 8), None)
+        recovery = f"{back - at:.1f} s" if back else "n/a"
+        print(f"  {what} at {results} results; 8 more results {recovery} later")
+    print(f"  all finished {finished_at - faults[-1][1]:.1f} s after the last fault")
+    assert len(ids) == JOBS
+    assert lost == [] and unexpected == []
+    assert api == {"succeeded": JOBS}
