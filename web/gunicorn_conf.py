@@ -6,6 +6,9 @@ waiting request holds one thread (not a process), so one process holds
 """
 
 from shared.settings import get_settings
+from web import gunicorn_errors
+
+gunicorn_errors.install()  # gunicorn's own 4xx answers are JSON too
 
 _settings = get_settings()
 
