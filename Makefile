@@ -51,10 +51,7 @@ run: $(STAMP)
 	echo "resq: REDIS_URL=$$REDIS_URL"
 	$(PY) -m worker & pids+=($$!)
 	$(VENV)/bin/gunicorn -c python:web.gunicorn_conf & pids+=($$!)
-	flower_args=(--port=$(FLOWER_PORT))
-	if [ -n "$${FLOWER_BASIC_AUTH:-}" ]; then flower_args+=(--address=0.0.0.0 --basic-auth="$$FLOWER_BASIC_AUTH");
-	else flower_args+=(--address=127.0.0.1); fi
-	$(VENV)/bin/celery -A shared.monitor_app flower "$${flower_args[@]}" & pids+=($$!)
+	$(PY) -m shared.monitor & pids+=($$!)  # Flower: 127.0.0.1 only, unless FLOWER_BASIC_AUTH
 	echo "resq: web http://127.0.0.1:$(PORT)  docs http://127.0.0.1:$(PORT)/docs  flower http://127.0.0.1:$(FLOWER_PORT)"
 	wait -n "$${pids[@]}" || true
 	echo "resq: a process exited; stopping the rest"

@@ -1,0 +1,45 @@
+"""Flower, started as `make run` starts it, is never open without auth: without
+FLOWER_BASIC_AUTH it listens on 127.0.0.1 only; with it, every request needs the
+password."""
+
+import psutil
+import requests
+
+from tests.support.processes import Process, await_condition, base_env, free_port
+
+
+def _listening_addresses(pid: int, port: int) -> set[str]:
+    return {c.laddr.ip for c in psutil.Process(pid).net_connections("tcp")
+            if c.status == psutil.CONN_LISTEN and c.laddr.port == port}
+
+
+def _flower(redis_url, tmp_path, **env):
+    import sys
+
+    port = free_port()
+    proc = Process([sys.executable, "-m", "shared.monitor"],
+                   base_env(REDIS_URL=redis_url, FLOWER_PORT=port, **env), tmp_path / "flower.log")
+    await_condition(lambda: _listening_addresses(proc.pid, port), 60, "flower")
+    return proc, port
+
+
+def test_without_auth_flower_listens_on_loopback_only(redis_url, tmp_path):
+    proc, port = _flower(redis_url, tmp_path)
+    try:
+        assert _listening_addresses(proc.pid, port) == {"127.0.0.1"}
+        assert requests.get(f"http://127.0.0.1:{port}/healthcheck", timeout=10).status_code == 200
+    finally:
+        proc.stop()
+
+
+def test_with_auth_every_page_needs_the_password(redis_url, tmp_path):
+    proc, port = _flower(redis_url, tmp_path, FLOWER_BASIC_AUTH="ops:s3cret-pass")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        assert _listening_addresses(proc.pid, port) == {"0.0.0.0"}
+        for path in ("/", "/workers", "/api/workers", "/tasks"):
+            assert requests.get(base + path, timeout=10).status_code == 401
+            assert requests.get(base + path, auth=("ops", "wrong"), timeout=10).status_code == 401
+        assert requests.get(base + "/workers", auth=("ops", "s3cret-pass"), timeout=10).ok
+    finally:
+        proc.stop()
