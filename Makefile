@@ -16,12 +16,13 @@ PORT ?= 8000
 FLOWER_PORT ?= 5555
 export PORT FLOWER_PORT
 
-.PHONY: help install run test bench clean
+.PHONY: help install run test bench fuzz clean
 
 help:
 	@echo "make run    start Redis, one worker, the web tier on :$(PORT) and Flower on :$(FLOWER_PORT)"
 	@echo "make test   run the whole test suite"
 	@echo "make bench  measure the service (writes bench/results/latest.json and .png)"
+	@echo "make fuzz   fuzz the HTTP API from its OpenAPI document (250 cases per operation)"
 
 $(STAMP):
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is needed (set PYTHON=...)"; exit 1; }
@@ -61,6 +62,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench $(BENCH_ARGS)
+
+# The suite runs 25 cases per operation; this runs 250 (over 1000 in all).
+fuzz: $(STAMP)
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-250} $(PY) -m pytest tests/web/test_fuzz.py -q -s -p no:cacheprovider
 
 clean:
 	rm -rf $(RUN_DIR) .pytest_cache

@@ -30,11 +30,13 @@ _WAIT = {
     "name": "wait", "in": "query", "required": False,
     "description": "`true` (wait up to the server's cap) or seconds to hold the request "
                    "for the result; capped by WAIT_MAX_SECONDS.",
-    "schema": {"type": "string", "examples": ["true", "10"]},
+    "schema": {"type": "string", "pattern": r"^(true|false|yes|no|[0-9]{1,6}(\.[0-9]{1,6})?)?$",
+               "examples": ["true", "10"]},
 }
 _PREFER = {
     "name": "Prefer", "in": "header", "required": False,
-    "description": "RFC 7240 `wait=<seconds>`, as the `wait` query parameter.",
+    "description": "RFC 7240 `wait=<seconds>`, as the `wait` query parameter; a value "
+                   "that is not a number of seconds is ignored.",
     "schema": {"type": "string", "examples": ["wait=10"]},
 }
 _TOP_K = {

@@ -43,5 +43,9 @@ def requested_wait(query_wait: str | None, prefer_header: str | None, cap: float
         return _parse(query_wait, cap, "wait"), False
     preferred = prefer_wait(prefer_header)
     if preferred is not None:
-        return _parse(preferred, cap, "Prefer: wait"), True
+        try:
+            return _parse(preferred, cap, "Prefer: wait"), True
+        except InvalidField:
+            # RFC 7240: a preference the server cannot honour is ignored, not an error.
+            return 0.0, False
     return 0.0, False
