@@ -53,7 +53,7 @@ run: $(STAMP)
 	$(PY) -m worker & pids+=($$!)
 	$(VENV)/bin/gunicorn -c python:web.gunicorn_conf & pids+=($$!)
 	$(PY) -m shared.monitor & pids+=($$!)  # Flower: 127.0.0.1 only, unless FLOWER_BASIC_AUTH
-	echo "resq: web http://127.0.0.1:$(PORT)  docs http://127.0.0.1:$(PORT)/docs  flower http://127.0.0.1:$(FLOWER_PORT)"
+	echo "resq: web http://127.0.0.1:$(PORT)  docs http://127.0.0.1:$(PORT)/docs  flower http://127.0.0.1:$(FLOWER_PORT)  metrics :$(PORT)/metrics :$${WORKER_METRICS_PORT:-9540}/metrics"
 	wait -n "$${pids[@]}" || true
 	echo "resq: a process exited; stopping the rest"
 

@@ -52,6 +52,17 @@ class Settings(BaseSettings):
     flower_port: int = Field(5555, ge=1, le=65535)
     """TCP port of Flower, the Celery monitor."""
 
+    worker_metrics_port: int = Field(9540, ge=0, le=65535)
+    """TCP port of a worker's Prometheus endpoint (`/metrics`); 0 turns it off."""
+
+    metrics_dir: Path = Path("/tmp/resq-metrics")
+    """Directory where the web tier's gunicorn processes keep their Prometheus
+    counters (prometheus-client multiprocess mode); emptied when gunicorn starts,
+    so give each web tier on a machine its own."""
+
+    log_format: str = Field("json", pattern=r"^(json|text)$")
+    """`json` (one JSON object per line, with `job_id` where there is one) or `text`."""
+
     flower_basic_auth: str = ""
     """`user:password[,user2:password2]` required by Flower; empty means Flower is
     started only on 127.0.0.1 (never without auth on other interfaces)."""

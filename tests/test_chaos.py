@@ -79,6 +79,17 @@ class Submitter:
         time.sleep(0.2)
 
 
+def classified_jobs(log):
+    """The job id of every "classified" line of a worker's JSON log."""
+    for line in log.read_text(errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and "classified in a batch" in record.get("message", ""):
+            yield record["job_id"]
+
+
 def statuses(client: redis.Redis, ids: list[str]) -> list[str | None]:
     try:
         raw = client.mget([f"celery-task-meta-{i}" for i in ids]) if ids else []
@@ -150,11 +161,7 @@ def test_no_job_is_lost_through_worker_kills_and_a_redis_restart(tmp_path):
         known = {key.decode().removeprefix("celery-task-meta-")
                  for key in client.scan_iter("celery-task-meta-*", count=1000)}
         unexpected += sorted(known - set(ids))
-        runs = Counter()
-        for log in logs:
-            for line in log.read_text(errors="replace").splitlines():
-                if " classified in a batch of " in line:
-                    runs[line.split(" job ", 1)[1].split(" ", 1)[0]] += 1
+        runs = Counter(job_id for log in logs for job_id in classified_jobs(log))
         duplicated = [i for i in ids if runs[i] > 1]
         # Every job reads as succeeded through the API too.
         api = Counter(requests.get(f"{base}/jobs/{i}", timeout=10).json()["status"] for i in ids)

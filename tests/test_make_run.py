@@ -16,10 +16,11 @@ from tests.support.processes import ROOT, await_condition, base_env, free_port
 
 @pytest.fixture()
 def make_run(tmp_path):
-    ports = {"PORT": free_port(), "FLOWER_PORT": free_port(), "REDIS_PORT": free_port()}
+    ports = {"PORT": free_port(), "FLOWER_PORT": free_port(), "REDIS_PORT": free_port(),
+             "WORKER_METRICS_PORT": free_port()}
     # Eager mode for a fast start; compiling is tested in tests/worker/test_compiled.py.
     env = base_env(MODEL_WEIGHTS="random", MODEL_COMPILE="false", VENV=sys.prefix,
-                   RUN_DIR=tmp_path / "run", **ports)
+                   RUN_DIR=tmp_path / "run", METRICS_DIR=tmp_path / "metrics", **ports)
     log = open(tmp_path / "make.log", "wb")
     proc = subprocess.Popen(["make", "run"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)

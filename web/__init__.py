@@ -1,66 +1,17 @@
 """The web tier: a Flask app that validates submissions, records and enqueues jobs
-and answers with their state. It never imports torch."""
+and answers with their state. It never imports torch.
+
+Importing the package is cheap on purpose: gunicorn loads `web.gunicorn_conf`
+(and so this package) before it may set up Prometheus's multiprocess mode, and
+nothing here may import prometheus_client before that."""
 
 from __future__ import annotations
 
-import logging
-
-from flask import Flask
-
-from shared.celery_app import make_celery
-from shared.redis_client import connect
-from shared.settings import Settings, get_settings
-from web.auth import ApiKeys
-from web.blueprints import docs, jobs, probes
-from web.errors import register_error_handlers
-from web.intake import Intake
-from web.job_service import JobService
-from web.openapi import build_openapi
-from web.rate_limits import install_rate_limits
-from web.result_waiter import ResultWaiter
-from web.url_fetch import UrlFetcher
-from web.url_guard import AddressPolicy
-
 VERSION = "0.1.0"
-# Room for the multipart envelope around an image of the maximum size.
-MULTIPART_OVERHEAD = 64 * 1024
-# Largest non-file form field (only `top_k` is expected). werkzeug buffers parts in
-# 64 KiB reads and applies this limit to that buffer too, so it must stay well
-# above one read or every file part over 64 KiB is refused.
-MAX_FORM_FIELD_BYTES = 1024 * 1024
 
 
-def create_app(settings: Settings | None = None) -> Flask:
-    settings = settings or get_settings()
-    app = Flask(__name__, static_folder=None)
-    app.config.update(
-        MAX_CONTENT_LENGTH=settings.max_upload_bytes + MULTIPART_OVERHEAD,
-        MAX_FORM_MEMORY_SIZE=MAX_FORM_FIELD_BYTES,
-        RESQ_MAX_UPLOAD_BYTES=settings.max_upload_bytes,
-        RESQ_WAIT_MAX_SECONDS=settings.wait_max_seconds,
-    )
-    app.json.sort_keys = False  # fields in the order the models declare them
-    logging.getLogger("web").setLevel(settings.log_level)
+def create_app(settings=None):
+    """Build the Flask app (`web.app.create_app`)."""
+    from web.app import create_app as build
 
-    client = connect(settings.redis_url)
-    app.extensions["resq.settings"] = settings
-    app.extensions["resq.jobs"] = JobService(settings, make_celery(settings), client,
-                                             ResultWaiter(client))
-    app.extensions["resq.intake"] = Intake(
-        max_upload_bytes=settings.max_upload_bytes,
-        max_image_pixels=settings.max_image_pixels,
-        fetcher=UrlFetcher(max_bytes=settings.max_upload_bytes,
-                           timeout_seconds=settings.url_fetch_timeout_seconds,
-                           policy=AddressPolicy(settings.url_fetch_allow_networks)),
-    )
-    app.extensions["resq.openapi"] = build_openapi(VERSION)
-
-    keys = ApiKeys(settings.api_keys.get_secret_value())
-    app.extensions["resq.api_keys"] = keys
-    install_rate_limits(app, jobs.bp, settings.rate_limit, settings.redis_url,
-                        f"resq:ratelimit:{settings.queue_name}", keys)
-
-    for blueprint in (jobs.bp, probes.bp, docs.bp):
-        app.register_blueprint(blueprint)
-    register_error_handlers(app)
-    return app
+    return build(settings)

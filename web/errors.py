@@ -11,6 +11,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from shared.errors import (BadRequest, MethodNotAllowed, NotFound, PayloadTooLarge,
                            ResqError)
+from web import metrics
 from web.rate_limits import as_resq_error
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,7 @@ _HTTP_TO_RESQ = {
 
 
 def error_response(error: ResqError):
+    metrics.rejected(error.code)
     response = jsonify({"error": error.to_dict()})
     response.status_code = error.status_code
     if error.retry_after is not None:

@@ -5,12 +5,25 @@ waiting request holds one thread (not a process), so one process holds
 `WEB_THREADS` concurrent waits while the others keep answering.
 """
 
-from shared.settings import get_settings
-from web import gunicorn_errors
+import os
+import shutil
 
-gunicorn_errors.install()  # gunicorn's own 4xx answers are JSON too
+from shared.settings import get_settings
 
 _settings = get_settings()
+
+# Prometheus multiprocess mode: every gunicorn worker writes its counters under
+# METRICS_DIR and /metrics sums them (web.metrics). The directory is emptied now,
+# before any worker exists, so counts of an earlier run never leak in. This must
+# come before anything imports prometheus_client (importing `web` does).
+_metrics_dir = str(_settings.metrics_dir)
+shutil.rmtree(_metrics_dir, ignore_errors=True)
+os.makedirs(_metrics_dir, exist_ok=True)
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
+
+from web import gunicorn_errors  # noqa: E402  (after the environment above)
+
+gunicorn_errors.install()  # gunicorn's own 4xx answers are JSON too
 
 bind = [f"0.0.0.0:{_settings.port}"]
 workers = _settings.web_workers
@@ -27,4 +40,31 @@ limit_request_field_size = 8190
 accesslog = "-"
 errorlog = "-"
 loglevel = _settings.log_level.lower()
+access_log_format = '%(h)s "%(r)s" %(s)s %(L)ss'
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"resq": {"()": "shared.log_format.formatter",
+                            "log_format": _settings.log_format}},
+    "filters": {"access": {"()": "web.access_log.AccessFields"}},
+    "handlers": {
+        "stderr": {"class": "logging.StreamHandler", "formatter": "resq",
+                   "stream": "ext://sys.stderr"},
+        "access": {"class": "logging.StreamHandler", "formatter": "resq",
+                   "filters": ["access"], "stream": "ext://sys.stdout"},
+    },
+    "loggers": {
+        "gunicorn.error": {"handlers": ["stderr"], "level": _settings.log_level,
+                           "propagate": False},
+        "gunicorn.access": {"handlers": ["access"], "level": "INFO", "propagate": False},
+    },
+    "root": {"handlers": ["stderr"], "level": _settings.log_level},
+}
 wsgi_app = "web:create_app()"
+
+
+def child_exit(server, worker):
+    """A dead worker's live gauges are dropped; its counters stay in the sums."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

@@ -20,6 +20,7 @@ from shared.job_records import JobRecord, JobRecords
 from shared.jobs import ErrorDetail, Job, JobResult, JobStatus
 from shared.redis_client import REDIS_ERRORS
 from shared.settings import Settings
+from web import metrics
 from web.intake import Submission
 from web.result_waiter import RECHECK_SECONDS, ResultWaiter
 
@@ -66,6 +67,7 @@ class JobService:
             )
         log.info("job accepted", extra={"job_id": job_id, "form": submission.form.value,
                                         "bytes": len(submission.image)})
+        metrics.job_submitted(submission.form.value)
         return self._job(record, "PENDING", None)
 
     # --- read ---------------------------------------------------------------
@@ -84,6 +86,11 @@ class JobService:
         job = self.get(job_id, owner)
         if seconds <= 0 or job.status.is_terminal():
             return job
+        job = self._wait(job_id, seconds, owner)
+        metrics.wait_ended(job.status.is_terminal())
+        return job
+
+    def _wait(self, job_id: str, seconds: float, owner: str) -> Job:
         deadline = time.monotonic() + seconds
         with self.waiter.watch(job_id) as changed:
             while True:

@@ -3,7 +3,6 @@ worker on the configured queue. Exits 2 on bad settings, 3 on missing weights.""
 
 from __future__ import annotations
 
-import logging
 import sys
 
 from shared.settings import SettingsError, get_settings
@@ -15,8 +14,9 @@ def main(argv: list[str]) -> int:
     except SettingsError as error:
         print(f"resq worker: {error}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from shared.log_format import configure
+
+    configure(settings.log_level, settings.log_format)
 
     from worker.weights import WeightsUnavailable, resolve_weights
 

@@ -5,12 +5,17 @@ Jobs run in Celery's thread pool so that they can share one model in batches
 
 from __future__ import annotations
 
-from celery.signals import worker_init
+import logging
 
+from celery._state import get_current_task
+from celery.signals import setup_logging, worker_init
+
+from shared import log_format
 from shared.celery_app import make_celery
 from shared.job_records import JobRecords
 from shared.redis_client import connect
 from shared.settings import get_settings
+from worker import metrics
 from worker.redelivery import LostJobSweeper
 from worker.runtime import load_runtime
 from worker.tasks import register_tasks
@@ -24,8 +29,27 @@ records = JobRecords(client, settings.result_ttl_seconds, settings.queue_name)
 register_tasks(app, settings, records)
 
 
+class CurrentJob(logging.Filter):
+    """Adds the running task's id as `job_id` to records logged inside a task."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        task = get_current_task()
+        if task is not None and not hasattr(record, "job_id"):
+            record.job_id = task.request.id
+        return True
+
+
+@setup_logging.connect
+def _resq_logging(**_):
+    """Connected, this replaces Celery's own logging setup with resq's format."""
+    log_format.configure(settings.log_level, settings.log_format, CurrentJob())
+
+
 @worker_init.connect
 def _load_model_before_consuming(**_):
+    # Scrapes read the queue with a client that fails fast, not the patient one.
+    metrics.serve(settings.worker_metrics_port, connect(settings.redis_url),
+                  settings.queue_name, records.inflight_key)
     load_runtime(settings)
     LostJobSweeper(client, app, records, settings.queue_name,
                    stale_after=settings.visibility_timeout_seconds,

@@ -7,6 +7,7 @@ import time
 
 from shared.errors import BadImage, JobKilledWorker
 from shared.job_records import JobRecords
+from worker import metrics
 from worker.classifier import Classifier
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ class JobRunner:
 
     def run(self, job_id: str, top_k: int, created_at: float) -> dict:
         taken = time.time()
+        metrics.QUEUE_WAIT.observe(max(0.0, taken - created_at))
         record = self.records.get(job_id)
         if record is not None and record.cancelled:
             raise JobCancelledBeforeRun(job_id)
@@ -63,5 +65,6 @@ class JobRunner:
             **result["timing_ms"],
             "total": round(max(0.0, finished - created_at) * 1000, 3),
         }
-        log.info("job %s classified in a batch of %d", job_id, batch_size)
+        log.info("job %s classified in a batch of %d", job_id, batch_size,
+                 extra={"job_id": job_id, "batch_size": batch_size})
         return result

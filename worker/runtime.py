@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from shared.settings import Settings
+from worker import metrics
 from worker.batching import Batcher, BatchRunner
 from worker.classifier import Classifier
 from worker.compiled import CompiledModelCache, file_digest
@@ -39,23 +40,32 @@ def build_classifier(settings: Settings) -> Classifier:
     torch.set_num_threads(torch_threads(settings))
     source = resolve_weights(settings.model_weights, download=False)
     precision = resolve_precision(settings.model_precision)
-    compiler = None
+    compiler = compiler_cache = None
     if settings.model_compile:
-        cache = CompiledModelCache(settings.compile_cache_dir, weights_identity(source),
-                                   settings.batch_max_size)
-        compiler = cache.compiler(precision)
+        compiler_cache = CompiledModelCache(settings.compile_cache_dir, weights_identity(source),
+                                            settings.batch_max_size)
+        compiler = compiler_cache.compiler(precision)
     model = load_model(source, precision, compiler=compiler)
     runner = batch_runner(model, settings)
     # Warm up on the batch thread's own path: the first calls of a compiled model
     # with a new batch size are slow.
     runner.run([warm_up_image()] * settings.batch_max_size)
     runner.run([warm_up_image()])
+    runner.on_batch = metrics.batch_ran  # counted from here: warm-up batches are not jobs
+    metrics.MODEL_LOAD.set(model.load_seconds)
+    metrics.MODEL_COMPILE.set(compiler_seconds(compiler_cache) if model.compiled else 0.0)
+    metrics.MODEL_INFO.labels(weights=model.weights_name, precision=model.precision,
+                              compiled=str(model.compiled).lower()).set(1)
     batcher = Batcher(runner, max_size=settings.batch_max_size,
                       max_wait_seconds=settings.batch_max_wait_ms / 1000)
     log.info("runtime ready: %s, %d model threads, batches of up to %d",
              "compiled" if model.compiled else "eager", torch.get_num_threads(),
              settings.batch_max_size)
     return Classifier(model, batcher)
+
+
+def compiler_seconds(cache: CompiledModelCache | None) -> float:
+    return cache.compile_seconds if cache is not None else 0.0
 
 
 def batch_runner(model: LoadedModel, settings: Settings) -> BatchRunner:

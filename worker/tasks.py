@@ -6,7 +6,9 @@ from celery import Celery, Task
 from celery.exceptions import Ignore
 
 from shared.celery_app import CLASSIFY_TASK
+from shared.errors import ResqError
 from shared.job_records import JobRecords
+from worker import metrics
 from worker.job_runner import JobCancelledBeforeRun, JobRunner
 from worker.runtime import load_runtime
 
@@ -16,9 +18,12 @@ def register_tasks(app: Celery, settings, records: JobRecords) -> None:
         # Runs after the result is stored (and before the message is acked).
         def on_success(self, retval, task_id, args, kwargs):
             records.finish(task_id)
+            metrics.job_finished("succeeded")
 
         def on_failure(self, exc, task_id, args, kwargs, einfo):
             records.finish(task_id)
+            code = exc.code if isinstance(exc, ResqError) else "inference_failed"
+            metrics.job_finished("failed", code)
 
     @app.task(name=CLASSIFY_TASK, bind=True, base=ClassifyTask)
     def classify(self, top_k: int, created_at: float) -> dict:
@@ -29,4 +34,5 @@ def register_tasks(app: Celery, settings, records: JobRecords) -> None:
         except JobCancelledBeforeRun:
             self.backend.mark_as_revoked(self.request.id, "cancelled", request=self.request)
             records.finish(self.request.id)
+            metrics.job_finished("cancelled", "cancelled")
             raise Ignore() from None

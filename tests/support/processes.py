@@ -87,7 +87,9 @@ class Process:
 def base_env(**overrides) -> dict:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("REDIS_", "QUEUE_", "MODEL_", "MAX_", "WAIT_", "RESULT_",
-                                "WORKER_", "TORCH_THREADS", "WEB_", "BATCH_", "COMPILE_"))}
+                                "WORKER_", "TORCH_THREADS", "WEB_", "BATCH_", "COMPILE_",
+                                "METRICS_", "PROMETHEUS_", "LOG_", "API_KEYS", "RATE_LIMIT",
+                                "FLOWER_", "URL_FETCH_"))}
     env.update({"PYTHONUNBUFFERED": "1", "PATH": f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"})
     env.update({k: str(v) for k, v in overrides.items()})
     return env
@@ -127,7 +129,8 @@ def start_worker(redis_url: str, queue: str, log_path: Path, *, wait_ready: bool
     proc = Process([sys.executable, "-m", module, "--hostname", f"{queue}@%h"],
                    base_env(**{"REDIS_URL": redis_url, "QUEUE_NAME": queue,
                                "MODEL_WEIGHTS": "random", "MODEL_COMPILE": "false",
-                               "BATCH_MAX_SIZE": 4, "TORCH_THREADS": 1, **env}), log_path)
+                               "BATCH_MAX_SIZE": 4, "TORCH_THREADS": 1,
+                               "WORKER_METRICS_PORT": free_port(), **env}), log_path)
     if not wait_ready:
         return proc
     from shared.celery_app import make_celery
@@ -149,7 +152,9 @@ def start_gunicorn(redis_url: str, queue: str, log_path: Path, **env) -> tuple[P
     proc = Process([str(VENV_BIN / "gunicorn"), "-c", "python:web.gunicorn_conf",
                     "--bind", f"127.0.0.1:{port}"],
                    base_env(**{"REDIS_URL": redis_url, "QUEUE_NAME": queue, "PORT": port,
-                               "WEB_WORKERS": 2, "WEB_THREADS": 8, **env}), log_path)
+                               "WEB_WORKERS": 2, "WEB_THREADS": 8,
+                               "METRICS_DIR": log_path.parent / f"metrics-{port}", **env}),
+                   log_path)
     base = f"http://127.0.0.1:{port}"
     import requests
 

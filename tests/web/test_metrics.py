@@ -1,0 +1,54 @@
+"""The web tier's /metrics through the Flask app: route templates, never raw paths;
+rejections by reason; submissions by form; no key needed."""
+
+import uuid
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support.images import jpeg
+
+
+def samples(client) -> dict:
+    text = client.get("/metrics").get_data(as_text=True)
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def value(found: dict, name: str, **labels) -> float:
+    return found.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def test_requests_are_counted_by_route_template(idle_client):
+    before = samples(idle_client)
+    job_id = idle_client.post("/jobs", data=jpeg(64, 48), content_type="image/jpeg").get_json()["id"]
+    idle_client.get(f"/jobs/{job_id}")
+    idle_client.get(f"/jobs/{uuid.uuid4()}")
+    idle_client.get("/no/such/path")
+    after = samples(idle_client)
+    label_values = {v for (_, labels) in after for _, v in labels}
+    assert job_id not in label_values and "/no/such/path" not in label_values
+
+    def grew(name, **labels):
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert grew("resq_http_requests_total", route="/jobs/<job_id>", method="GET", status="200") == 1
+    assert grew("resq_http_requests_total", route="/jobs/<job_id>", method="GET", status="404") == 1
+    assert grew("resq_http_requests_total", route="unmatched", method="GET", status="404") == 1
+    assert grew("resq_jobs_submitted_total", form="raw") == 1
+    assert grew("resq_rejections_total", reason="job_not_found") == 1
+    assert grew("resq_http_request_duration_seconds_count", route="/jobs", method="POST",
+                wait="no") == 1
+    assert value(after, "resq_queue_length", queue=idle_client.application
+                 .extensions["resq.settings"].queue_name) >= 1
+
+
+def test_waits_are_counted_by_outcome(idle_client):
+    before = samples(idle_client)
+    idle_client.post("/jobs?wait=0.2", data=jpeg(64, 48), content_type="image/jpeg")
+    after = samples(idle_client)
+    assert value(after, "resq_waits_total", outcome="timeout") \
+        - value(before, "resq_waits_total", outcome="timeout") == 1
+    assert value(after, "resq_http_request_duration_seconds_count", route="/jobs",
+                 method="POST", wait="yes") \
+        - value(before, "resq_http_request_duration_seconds_count", route="/jobs",
+                method="POST", wait="yes") == 1

@@ -1,0 +1,103 @@
+"""Prometheus metrics of the web tier.
+
+gunicorn runs several worker processes; prometheus-client's multiprocess mode
+keeps each process's counters in files under `METRICS_DIR` (its environment
+variable `PROMETHEUS_MULTIPROC_DIR` is set, and the directory emptied, by
+`web.gunicorn_conf` before any worker starts; a dead worker's files are marked),
+and `/metrics` sums them. Outside gunicorn (the Flask test client) the process's
+own registry is served. Routes are labelled by their template (`/jobs/<job_id>`),
+never by the raw path, and reasons by error code: every label stays bounded.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from flask import Flask, Response, g, request
+from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter,
+                               Histogram, generate_latest, multiprocess)
+from prometheus_client.registry import Collector
+
+from shared.queue_metrics import QueueCollector
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+REQUESTS = Counter("resq_http_requests_total",
+                   "HTTP requests answered, by route template, method and status",
+                   ["route", "method", "status"])
+DURATION = Histogram("resq_http_request_duration_seconds",
+                     "Time to answer an HTTP request, by route template, method and whether "
+                     "the client asked to wait for the result (`wait`: yes or no)",
+                     ["route", "method", "wait"],
+                     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
+SUBMITTED = Counter("resq_jobs_submitted_total", "Jobs accepted, by input form", ["form"])
+WAITS = Counter("resq_waits_total",
+                "Requests that waited for a job's result, by outcome: `result` (the job "
+                "finished within the wait) or `timeout`", ["outcome"])
+REJECTIONS = Counter("resq_rejections_total",
+                     "Requests answered with an error, by reason (the error code)", ["reason"])
+
+
+def job_submitted(form: str) -> None:
+    SUBMITTED.labels(form=form).inc()
+
+
+def wait_ended(got_result: bool) -> None:
+    WAITS.labels(outcome="result" if got_result else "timeout").inc()
+
+
+def rejected(reason: str) -> None:
+    REJECTIONS.labels(reason=reason).inc()
+
+
+def exposition(queue: QueueCollector) -> bytes:
+    """This process's metrics, or (under gunicorn) every web process's summed, and
+    the queue's gauges."""
+    registry = CollectorRegistry()
+    if os.environ.get(MULTIPROC_ENV):
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry.register(_Own())
+    registry.register(queue)
+    return generate_latest(registry)
+
+
+class _Own(Collector):
+    """The process's default registry, as one collector."""
+
+    def collect(self):
+        yield from REGISTRY.collect()
+
+
+def _route() -> str:
+    rule = request.url_rule
+    return rule.rule if rule is not None else "unmatched"
+
+
+def _asked_to_wait() -> bool:
+    value = request.args.get("wait", "").strip().lower()
+    if value and value not in ("0", "false", "no"):
+        return True
+    return "wait=" in request.headers.get("Prefer", "").lower()
+
+
+def install(app: Flask, queue: QueueCollector) -> None:
+    @app.before_request
+    def _start_timer():
+        g.metrics_started = time.perf_counter()
+
+    @app.after_request
+    def _count(response):
+        route, method = _route(), request.method
+        if route != "/metrics":
+            started = g.get("metrics_started", time.perf_counter())
+            waited = "yes" if _asked_to_wait() else "no"
+            REQUESTS.labels(route=route, method=method, status=str(response.status_code)).inc()
+            DURATION.labels(route=route, method=method, wait=waited).observe(
+                time.perf_counter() - started)
+        return response
+
+    @app.get("/metrics")
+    def metrics():
+        return Response(exposition(queue), content_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,91 @@
+"""Prometheus metrics of a worker process, served on `WORKER_METRICS_PORT`.
+
+A worker is one process (Celery's thread pool shares one model), so its default
+registry is the pod's whole count; nothing needs summing across processes. The
+queue's length and the age of its oldest unfinished job are read from Redis at
+each scrape (`shared.queue_metrics`; the web tier reports them too). The cores and
+memory this process may use are exported beside prometheus-client's `process_*`
+metrics, so alerts can compare usage with capacity.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import redis
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from shared.queue_metrics import QueueCollector
+from worker.cores import usable_cores
+
+log = logging.getLogger(__name__)
+
+SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+JOBS = Counter("resq_worker_jobs_total",
+               "Jobs a worker finished, by outcome (succeeded, failed, cancelled) and error "
+               "code (empty when it succeeded)", ["outcome", "code"])
+QUEUE_WAIT = Histogram("resq_job_queue_wait_seconds",
+                       "Time from a job's acceptance by the web tier to a worker taking it",
+                       buckets=SECONDS_BUCKETS)
+PREPROCESS = Histogram("resq_batch_preprocess_seconds",
+                       "Time to decode and preprocess the images of one batch",
+                       buckets=SECONDS_BUCKETS)
+INFERENCE = Histogram("resq_batch_inference_seconds",
+                      "Time of one batch's forward pass", buckets=SECONDS_BUCKETS)
+BATCH_SIZE = Histogram("resq_batch_size", "Images per forward pass",
+                       buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
+MODEL_LOAD = Gauge("resq_model_load_seconds",
+                   "Seconds this worker took to load its model (compile or cache load included)")
+MODEL_COMPILE = Gauge("resq_model_compile_seconds",
+                      "Seconds this worker spent compiling the model, or loading the compiled "
+                      "model from its cache; 0 in eager mode")
+MODEL_INFO = Gauge("resq_model_info", "The model this worker runs (value 1)",
+                   ["weights", "precision", "compiled"])
+
+
+def job_finished(outcome: str, code: str = "") -> None:
+    JOBS.labels(outcome=outcome, code=code).inc()
+
+
+def batch_ran(size: int, preprocess_seconds: float, inference_seconds: float) -> None:
+    BATCH_SIZE.observe(size)
+    PREPROCESS.observe(preprocess_seconds)
+    INFERENCE.observe(inference_seconds)
+
+
+def memory_limit_bytes() -> int:
+    """The cgroup's memory limit, else the machine's memory."""
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = open(path).read().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < 1 << 60:
+            return int(text)
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+class CapacityCollector(Collector):
+    """`resq_cpu_cores` and `resq_memory_limit_bytes` of this worker process."""
+
+    def collect(self):
+        cores = GaugeMetricFamily("resq_cpu_cores",
+                                  "Cores this worker may use (CPU affinity and cgroup quota)")
+        cores.add_metric([], usable_cores())
+        memory = GaugeMetricFamily("resq_memory_limit_bytes",
+                                   "Memory this worker may use (cgroup limit, else the machine's)")
+        memory.add_metric([], memory_limit_bytes())
+        yield cores
+        yield memory
+
+
+def serve(port: int, client: redis.Redis, queue: str, inflight_key: str) -> None:
+    REGISTRY.register(QueueCollector(client, queue, inflight_key))
+    REGISTRY.register(CapacityCollector())
+    if port:
+        start_http_server(port, addr="0.0.0.0")
+        log.info("metrics on :%d/metrics", port)
