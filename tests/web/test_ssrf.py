@@ -111,7 +111,7 @@ def probes(port: int) -> list[str]:
         f"gopher://127.0.0.1:{port}/_",
         f"dict://127.0.0.1:{port}/info",
         f"ftp://127.0.0.1:{port}/cat.jpg",
-        f"file:///etc/passwd",
+        "file:///etc/passwd",
         "http://nowhere.test/cat.jpg",                # does not resolve
     ]
 
