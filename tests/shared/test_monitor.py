@@ -1,6 +1,8 @@
-"""Flower, started as `make run` starts it, is never open without auth: without
-FLOWER_BASIC_AUTH it listens on 127.0.0.1 only; with it, every request needs the
-password."""
+"""Flower, started as `make run` starts it, never answers anonymous requests:
+without FLOWER_BASIC_AUTH it listens on 127.0.0.1 only, behind a one-time password
+it prints; with it, on every interface behind those credentials."""
+
+import re
 
 import psutil
 import requests
@@ -23,11 +25,17 @@ def _flower(redis_url, tmp_path, **env):
     return proc, port
 
 
-def test_without_auth_flower_listens_on_loopback_only(redis_url, tmp_path):
+def test_without_auth_settings_flower_is_loopback_only_behind_a_one_time_password(
+        redis_url, tmp_path):
     proc, port = _flower(redis_url, tmp_path)
+    base = f"http://127.0.0.1:{port}"
     try:
         assert _listening_addresses(proc.pid, port) == {"127.0.0.1"}
-        assert requests.get(f"http://127.0.0.1:{port}/healthcheck", timeout=10).status_code == 200
+        printed = re.search(r"user (\S+) password (\S+)", proc.log())
+        assert printed, proc.log()
+        for path in ("/", "/workers", "/api/workers", "/metrics"):
+            assert requests.get(base + path, timeout=10).status_code == 401
+        assert requests.get(base + "/workers", auth=printed.groups(), timeout=10).ok
     finally:
         proc.stop()
 
@@ -37,7 +45,7 @@ def test_with_auth_every_page_needs_the_password(redis_url, tmp_path):
     base = f"http://127.0.0.1:{port}"
     try:
         assert _listening_addresses(proc.pid, port) == {"0.0.0.0"}
-        for path in ("/", "/workers", "/api/workers", "/tasks"):
+        for path in ("/", "/workers", "/api/workers", "/tasks", "/metrics"):
             assert requests.get(base + path, timeout=10).status_code == 401
             assert requests.get(base + path, auth=("ops", "wrong"), timeout=10).status_code == 401
         assert requests.get(base + "/workers", auth=("ops", "s3cret-pass"), timeout=10).ok
