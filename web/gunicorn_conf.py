@@ -33,6 +33,10 @@ threads = _settings.web_threads
 timeout = int(_settings.wait_max_seconds) + 30
 graceful_timeout = int(_settings.wait_max_seconds) + 5
 keepalive = 5
+# Nothing is written outside /tmp (read-only root filesystems): no control socket
+# under $HOME, heartbeats in shared memory where there is one.
+control_socket_disable = True
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 # Bounded request line and headers (hostile clients).
 limit_request_line = 8190
 limit_request_fields = 100

@@ -1,0 +1,80 @@
+"""compose.yaml, checked by a real compose parser (Debian's docker-compose v1,
+`config`), and what it must hold: Redis with AOF, noeviction, a volume and a
+healthcheck; web, worker and Flower waiting for a healthy Redis, read-only with a
+/tmp tmpfs; a worker that `--scale` can multiply; Flower behind auth; Prometheus
+with the repo's rules and Grafana with the dashboard. (No Docker engine here:
+nothing is started.)"""
+
+import os
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+from tests.support.processes import ROOT
+
+
+def compose_config(**env) -> subprocess.CompletedProcess:
+    binary = shutil.which("docker-compose")
+    assert binary, "docker-compose is missing: apt-get install docker-compose (.ci/run does)"
+    return subprocess.run([binary, "-f", str(ROOT / "compose.yaml"), "config"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60,
+                          env={**{k: v for k, v in os.environ.items()
+                                  if not k.startswith(("FLOWER_", "API_KEYS"))}, **env})
+
+
+def mounts(service) -> dict[str, str]:
+    """target -> source of a service's volumes (v1 prints them as short strings)."""
+    found = {}
+    for volume in service.get("volumes", []):
+        source, target = volume.split(":")[:2]
+        found[target] = source
+    return found
+
+
+@pytest.fixture(scope="module")
+def services():
+    result = compose_config(FLOWER_PASSWORD="compose-test-pass")
+    assert result.returncode == 0, result.stderr
+    return yaml.safe_load(result.stdout)["services"]
+
+
+def test_compose_needs_a_flower_password():
+    result = compose_config()
+    assert result.returncode != 0 and "FLOWER_PASSWORD" in result.stderr
+
+
+def test_redis_keeps_accepted_jobs(services):
+    redis = services["redis"]
+    command = " ".join(redis["command"])
+    assert "--appendonly yes" in command and "--maxmemory-policy noeviction" in command
+    assert mounts(redis)["/data"] == "redis-data"  # a named volume
+    assert "redis-cli" in redis["healthcheck"]["test"]
+
+
+@pytest.mark.parametrize("name", ["web", "worker", "flower"])
+def test_resq_services_wait_for_redis_and_run_read_only(services, name):
+    service = services[name]
+    assert service["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert service["read_only"] is True and "/tmp" in service["tmpfs"]
+    assert service["environment"]["REDIS_URL"] == "redis://redis:6379/0"
+
+
+def test_the_worker_can_be_scaled(services):
+    worker = services["worker"]
+    assert "container_name" not in worker and "ports" not in worker  # --scale needs both free
+    assert worker["stop_grace_period"] == "60s"
+    assert worker["build"]["dockerfile"] == "docker/worker.Dockerfile"
+
+
+def test_flower_prometheus_and_grafana_are_wired(services):
+    assert services["flower"]["environment"]["FLOWER_BASIC_AUTH"] == "flower:compose-test-pass"
+    prometheus = services["prometheus"]
+    assert mounts(prometheus)["/etc/prometheus"].endswith("deploy/prometheus")
+    config = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    flower_job = next(j for j in config["scrape_configs"] if j["job_name"] == "resq-flower")
+    assert flower_job["basic_auth"]["password_file"] in prometheus["entrypoint"][-1]
+    grafana = mounts(services["grafana"])
+    assert grafana["/etc/grafana/provisioning"].endswith("deploy/grafana/provisioning")
+    assert grafana["/var/lib/grafana/dashboards"].endswith("deploy/grafana/dashboards")

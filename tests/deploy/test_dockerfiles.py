@@ -1,0 +1,78 @@
+"""The Dockerfiles, read as text (no Docker engine here to build them): multi-stage,
+a non-root user in every final stage, a HEALTHCHECK, no torch in the web image,
+CPU-only torch wheels and the weights and compiled model baked into the worker;
+and `python -m worker.prepare`, the worker image's build step, really runs."""
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.support.processes import ROOT, base_env
+
+DOCKER = ROOT / "docker"
+
+
+def stages(path) -> dict[str, str]:
+    """Each stage's text by name (the last unnamed one as `final`)."""
+    found, name, lines = {}, None, []
+    for line in path.read_text().splitlines():
+        match = re.match(r"FROM\s+\S+(?:\s+AS\s+(\S+))?", line, re.IGNORECASE)
+        if match:
+            if name is not None:
+                found[name] = "\n".join(lines)
+            name, lines = match.group(1) or "final", [line]
+        elif name is not None:
+            lines.append(line)
+    found[name] = "\n".join(lines)
+    return found
+
+
+@pytest.mark.parametrize(("dockerfile", "stage"), [("web.Dockerfile", "web"),
+                                                    ("web.Dockerfile", "flower"),
+                                                    ("worker.Dockerfile", "final")])
+def test_final_stages_run_as_a_non_root_user_with_a_healthcheck(dockerfile, stage):
+    text = stages(DOCKER / dockerfile)[stage]
+    user = re.search(r"^USER\s+(\S+)", text, re.MULTILINE)
+    assert user and user.group(1) not in ("0", "root")
+    assert re.search(r"^HEALTHCHECK\s+--", text, re.MULTILINE)
+    assert re.search(r"^CMD \[", text, re.MULTILINE)
+    assert "COPY --from=" in text  # built in an earlier stage, not here
+
+
+def test_the_web_image_has_no_torch():
+    web = stages(DOCKER / "web.Dockerfile")["web"]
+    assert "worker" not in web and "torch" not in web
+    for name in ("web.txt", "common.txt", "flower.txt"):
+        pins = [line for line in (ROOT / "requirements" / name).read_text().splitlines()
+                if line and not line.startswith("#")]
+        assert not any(line.lower().startswith(("torch", "nvidia")) for line in pins)
+
+
+def test_the_worker_image_uses_cpu_wheels_and_bakes_weights_and_compiled_model():
+    build = stages(DOCKER / "worker.Dockerfile")["build"]
+    assert "download.pytorch.org/whl/cpu" in build
+    assert "python -m worker.prepare" in build and "MODEL_WEIGHTS=imagenet" in build
+    final = stages(DOCKER / "worker.Dockerfile")["final"]
+    assert "COPY --from=build /opt/resq /opt/resq" in final
+    assert "COMPILE_CACHE_DIR=/opt/resq/compiled" in final and "g++" not in final
+
+
+def test_dockerignore_lets_in_only_what_the_images_copy():
+    lines = [l for l in (ROOT / ".dockerignore").read_text().splitlines()
+             if l and not l.startswith("#")]
+    assert lines[0] == "*"
+    assert {l.rstrip("/") for l in lines if l.startswith("!")} == {
+        "!requirements", "!shared", "!web", "!worker"}
+
+
+def test_the_worker_build_step_runs(tmp_path):
+    """`python -m worker.prepare` as the image runs it (random weights and eager mode
+    here: downloading needs the network, compiling is tested in test_compiled.py)."""
+    result = subprocess.run([sys.executable, "-m", "worker.prepare"], cwd=ROOT, timeout=300,
+                            env=base_env(MODEL_WEIGHTS="random", MODEL_COMPILE="false",
+                                         TORCH_THREADS=1, LOG_FORMAT="json"),
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "runtime ready" in result.stderr

@@ -1,0 +1,31 @@
+"""`python -m worker.prepare`: what the worker image runs at build time. It downloads
+the weights into `TORCH_HOME` and builds the runtime once, which compiles the model
+into `COMPILE_CACHE_DIR`; a pod then starts without the network and, on a CPU of
+the same capability as the build machine, without compiling (elsewhere it compiles
+once at start, or runs eager if it cannot)."""
+
+from __future__ import annotations
+
+import sys
+
+from shared.log_format import configure
+from shared.settings import SettingsError, get_settings
+
+
+def main() -> int:
+    try:
+        settings = get_settings()
+    except SettingsError as error:
+        print(f"resq prepare: {error}", file=sys.stderr)
+        return 2
+    configure(settings.log_level, settings.log_format)
+    from worker.runtime import build_classifier
+    from worker.weights import resolve_weights
+
+    resolve_weights(settings.model_weights, download=True)
+    build_classifier(settings)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
