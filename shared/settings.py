@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     worker_metrics_port: int = Field(9540, ge=0, le=65535)
     """TCP port of a worker's Prometheus endpoint (`/metrics`); 0 turns it off."""
 
+    worker_ready_file: Path = Path("/tmp/resq-worker-ready")
+    """File a worker writes once its model is loaded and warmed up (and removes at
+    start): what a startup probe checks."""
+
     metrics_dir: Path = Path("/tmp/resq-metrics")
     """Directory where the web tier's gunicorn processes keep their Prometheus
     counters (prometheus-client multiprocess mode); emptied when gunicorn starts,

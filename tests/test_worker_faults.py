@@ -5,13 +5,18 @@ import time
 import uuid
 
 import pytest
+import yaml
 
 from tests.conftest import make_settings, running_app
 from tests.support.images import jpeg
 from tests.support.poison_worker import POISON_MARKER
-from tests.support.processes import await_condition, start_worker
+from tests.support.processes import ROOT, await_condition, start_worker
 
 VISIBILITY_TIMEOUT = 3
+
+
+def chart_values() -> dict:
+    return yaml.safe_load((ROOT / "charts" / "resq" / "values.yaml").read_text())
 
 
 @pytest.fixture()
@@ -56,8 +61,8 @@ def test_jobs_of_a_worker_killed_mid_batch_are_delivered_again(faulty_queue, red
 def test_sigterm_finishes_what_the_worker_holds_and_loses_nothing(faulty_queue, redis_url,
                                                                    tmp_path):
     """A scale-in: SIGTERM to a busy worker. It stops taking jobs, finishes the ones
-    it holds (Celery's warm shutdown) and exits; the rest wait in the queue for
-    the next worker."""
+    it holds (Celery's warm shutdown) and exits inside the Helm chart's
+    terminationGracePeriodSeconds; the rest wait in the queue for the next worker."""
     settings, client = faulty_queue
     env = {"VISIBILITY_TIMEOUT_SECONDS": 600, "BATCH_MAX_SIZE": 4}  # no redelivery help
     ids = [client.post("/jobs", data=jpeg(), content_type="image/jpeg").get_json()["id"]
@@ -65,9 +70,11 @@ def test_sigterm_finishes_what_the_worker_holds_and_loses_nothing(faulty_queue, 
     first = start_worker(redis_url, settings.queue_name, tmp_path / "first.log", **env)
     await_condition(lambda: any(client.get(f"/jobs/{i}").get_json()["status"] == "started"
                                 for i in ids), 60, "a job to start", interval=0.01)
+    grace = chart_values()["worker"]["terminationGracePeriodSeconds"]
     stopping = time.monotonic()
-    assert first.stop(signal.SIGTERM, timeout=60) == 0
+    assert first.stop(signal.SIGTERM, timeout=grace) == 0
     grace_used = time.monotonic() - stopping
+    assert grace_used < grace
     after_stop = {i: client.get(f"/jobs/{i}").get_json()["status"] for i in ids}
     assert "started" not in after_stop.values()  # nothing left half-done
     done_by_first = sum(status == "succeeded" for status in after_stop.values())
@@ -77,7 +84,8 @@ def test_sigterm_finishes_what_the_worker_holds_and_loses_nothing(faulty_queue, 
         final = [client.get(f"/jobs/{i}?wait=60").get_json()["status"] for i in ids]
     finally:
         second.stop()
-    print(f"SIGTERM: the worker finished {done_by_first} jobs in {grace_used:.1f} s and exited; "
+    print(f"SIGTERM: the worker finished {done_by_first} jobs in {grace_used:.1f} s "
+          f"(the chart's grace: {grace} s) and exited; "
           f"the next worker did the other {len(ids) - done_by_first}")
     assert final == ["succeeded"] * len(ids)
 

@@ -50,7 +50,9 @@ def _load_model_before_consuming(**_):
     # Scrapes read the queue with a client that fails fast, not the patient one.
     metrics.serve(settings.worker_metrics_port, connect(settings.redis_url),
                   settings.queue_name, records.inflight_key)
+    settings.worker_ready_file.unlink(missing_ok=True)
     load_runtime(settings)
     LostJobSweeper(client, app, records, settings.queue_name,
                    stale_after=settings.visibility_timeout_seconds,
                    interval=min(10.0, settings.visibility_timeout_seconds)).start()
+    settings.worker_ready_file.write_text("ready\n")  # the startup probe's signal

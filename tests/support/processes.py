@@ -130,7 +130,9 @@ def start_worker(redis_url: str, queue: str, log_path: Path, *, wait_ready: bool
                    base_env(**{"REDIS_URL": redis_url, "QUEUE_NAME": queue,
                                "MODEL_WEIGHTS": "random", "MODEL_COMPILE": "false",
                                "BATCH_MAX_SIZE": 4, "TORCH_THREADS": 1,
-                               "WORKER_METRICS_PORT": free_port(), **env}), log_path)
+                               "WORKER_METRICS_PORT": free_port(),
+                               "WORKER_READY_FILE": log_path.with_suffix(".ready"), **env}),
+                   log_path)
     if not wait_ready:
         return proc
     from shared.celery_app import make_celery

@@ -1,0 +1,184 @@
+"""charts/resq rendered with Helm's engine for three value sets, and every object
+checked: Kubernetes' schemas (kubernetes-validate), KEDA's CRD schemas for the
+ScaledObject and TriggerAuthentication, selectors that match their pods, every
+referenced Secret, ConfigMap, Service and key present, probe paths the apps
+serve, non-root and read-only containers, and scale-in settings that agree."""
+
+from pathlib import Path
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from tests.conftest import make_settings, running_app
+from tests.deploy.chart import USER_SECRETS, VALUE_SETS, build_renderer, render
+
+KUBERNETES_VERSION = "1.29"
+KEDA_SCHEMAS = Path(__file__).parent / "schemas" / "keda"
+WORKLOADS = ("Deployment", "StatefulSet")
+
+
+@pytest.fixture(scope="session")
+def renderer(tmp_path_factory):
+    return build_renderer(tmp_path_factory.mktemp("helm"))
+
+
+@pytest.fixture(scope="module", params=list(VALUE_SETS))
+def rendered(request, renderer, tmp_path_factory):
+    objects, notes = render(renderer, VALUE_SETS[request.param], tmp_path_factory.mktemp("r"))
+    return request.param, objects, notes
+
+
+def by_kind(objects, kind):
+    return [o for o in objects if o["kind"] == kind]
+
+
+def named(objects, kind, name):
+    found = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
+    assert found, f"no {kind} named {name}"
+    return found[0]
+
+
+def pod_specs(objects):
+    for workload in (o for o in objects if o["kind"] in WORKLOADS):
+        yield workload, workload["spec"]["template"]
+
+
+def keda_schema(kind: str) -> dict:
+    crd = yaml.safe_load((KEDA_SCHEMAS / f"keda.sh_{kind.lower()}s.yaml").read_text())
+    version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1alpha1")
+    return version["schema"]["openAPIV3Schema"]
+
+
+def test_every_object_validates_against_its_schema(rendered):
+    name, objects, _ = rendered
+    kinds = {o["kind"] for o in objects}
+    assert {"Deployment", "Service", "ConfigMap", "PodDisruptionBudget"} <= kinds
+    for obj in objects:
+        if obj["apiVersion"].startswith("keda.sh/"):
+            jsonschema.validate(obj, keda_schema(obj["kind"]))
+        elif obj["apiVersion"].startswith("monitoring.coreos.com/"):
+            assert obj["spec"]["endpoints"] and obj["spec"]["selector"]["matchLabels"]
+        else:
+            kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+
+
+def test_labels_follow_helm_conventions_and_selectors_match_pods(rendered):
+    _, objects, _ = rendered
+    for obj in objects:
+        labels = obj["metadata"]["labels"]
+        for key in ("app.kubernetes.io/name", "app.kubernetes.io/instance",
+                    "app.kubernetes.io/managed-by", "helm.sh/chart"):
+            assert key in labels, (obj["kind"], obj["metadata"]["name"], key)
+    pod_labels = []
+    for workload, template in pod_specs(objects):
+        selector = workload["spec"]["selector"]["matchLabels"]
+        assert selector.items() <= template["metadata"]["labels"].items()
+        pod_labels.append(template["metadata"]["labels"])
+
+    def selects_pods(selector):
+        return any(selector.items() <= labels.items() for labels in pod_labels)
+
+    for service in by_kind(objects, "Service"):
+        assert selects_pods(service["spec"]["selector"]), service["metadata"]["name"]
+    for pdb in by_kind(objects, "PodDisruptionBudget"):
+        assert selects_pods(pdb["spec"]["selector"]["matchLabels"])
+    for policy in by_kind(objects, "NetworkPolicy"):
+        assert selects_pods(policy["spec"]["podSelector"]["matchLabels"])
+        for rule in policy["spec"].get("ingress", []):
+            for peer in rule.get("from", []):
+                assert selects_pods(peer["podSelector"]["matchLabels"])
+    for scaler in by_kind(objects, "HorizontalPodAutoscaler") + by_kind(objects, "ScaledObject"):
+        target = scaler["spec"]["scaleTargetRef"]
+        named(objects, target.get("kind", "Deployment"), target["name"])
+
+
+def test_every_referenced_secret_configmap_and_key_exists(rendered):
+    name, objects, _ = rendered
+    secrets = {s["metadata"]["name"]: set(s.get("stringData", {})) | set(s.get("data", {}))
+               for s in by_kind(objects, "Secret")}
+    secrets.update(USER_SECRETS[name])
+    configmaps = {c["metadata"]["name"] for c in by_kind(objects, "ConfigMap")}
+    for workload, template in pod_specs(objects):
+        for container in template["spec"]["containers"]:
+            for source in container.get("envFrom", []):
+                assert source["configMapRef"]["name"] in configmaps
+            for var in container.get("env", []):
+                ref = var.get("valueFrom", {}).get("secretKeyRef")
+                if ref:
+                    assert ref["key"] in secrets[ref["name"]], (workload["metadata"]["name"], ref)
+    for auth in by_kind(objects, "TriggerAuthentication"):
+        for ref in auth["spec"]["secretTargetRef"]:
+            assert ref["key"] in secrets[ref["name"]]
+    for scaler in by_kind(objects, "ScaledObject"):
+        for trigger in scaler["spec"]["triggers"]:
+            named(objects, "TriggerAuthentication", trigger["authenticationRef"]["name"])
+
+
+def test_probe_paths_are_served(rendered, redis_url):
+    _, objects, _ = rendered
+    with running_app(make_settings(redis_url, queue_name="chart-probes")) as app:
+        web_routes = {rule.rule for rule in app.url_map.iter_rules()}
+    from flower.urls import handlers
+
+    flower_routes = {(h.regex.pattern if hasattr(h, "regex") else h[0]).rstrip("$")
+                     for h in handlers}
+    served = {"web": web_routes, "flower": flower_routes, "worker": {"/metrics"}}
+    for workload, template in pod_specs(objects):
+        for container in template["spec"]["containers"]:
+            for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+                get = container.get(probe, {}).get("httpGet")
+                if get:
+                    assert get["path"] in served[container["name"]], (container["name"], get)
+            if container["name"] == "worker":
+                ready_file = next(v["value"] for v in container["env"]
+                                  if v["name"] == "WORKER_READY_FILE")
+                assert container["startupProbe"]["exec"]["command"][-1] == ready_file
+
+
+def test_pods_run_as_non_root_with_read_only_root_filesystems(rendered):
+    _, objects, _ = rendered
+    for workload, template in pod_specs(objects):
+        assert template["spec"]["securityContext"]["runAsNonRoot"] is True
+        for container in template["spec"]["containers"]:
+            context = container["securityContext"]
+            assert context["readOnlyRootFilesystem"] is True
+            assert context["allowPrivilegeEscalation"] is False
+            assert container["resources"]["limits"]
+
+
+def test_defaults_carry_the_seed_resources_and_consistent_scale_in_settings(renderer, tmp_path):
+    objects, notes = render(renderer, {}, tmp_path)
+    worker = named(objects, "Deployment", "demo-resq-worker")["spec"]["template"]["spec"]
+    resources = worker["containers"][0]["resources"]
+    assert resources["limits"] == {"cpu": "2", "memory": "4Gi"}
+    settings = named(objects, "ConfigMap", "demo-resq-settings")["data"]
+    grace = worker["terminationGracePeriodSeconds"]
+    # A scale-in's SIGTERM gets the grace to finish; a worker killed after it has its
+    # jobs delivered again after the visibility timeout, which must be longer.
+    assert 0 < grace < int(settings["VISIBILITY_TIMEOUT_SECONDS"])
+    scaler = by_kind(objects, "ScaledObject")[0]
+    trigger = scaler["spec"]["triggers"][0]
+    assert trigger["type"] == "redis"
+    assert trigger["metadata"]["listName"] == settings["QUEUE_NAME"]
+    assert trigger["metadata"]["address"] == "demo-resq-redis:6379"
+    assert "KEDA" in notes and "demo-resq-web" in notes
+
+
+def test_scale_to_zero_and_external_redis_render_as_asked(renderer, tmp_path):
+    zero, _ = render(renderer, VALUE_SETS["scale-to-zero"], tmp_path)
+    scaler = by_kind(zero, "ScaledObject")[0]["spec"]
+    assert scaler["minReplicaCount"] == 0
+    assert scaler["triggers"][0]["metadata"]["activationListLength"] == "2"
+    assert "replicas" not in named(zero, "Deployment", "demo-resq-worker")["spec"]
+    external, _ = render(renderer, VALUE_SETS["external-redis"], tmp_path)
+    assert not by_kind(external, "StatefulSet")
+    trigger = by_kind(external, "ScaledObject")[0]["spec"]["triggers"][0]["metadata"]
+    assert trigger["address"] == "redis.example.internal:6380"
+    env = named(external, "Deployment", "demo-resq-web")["spec"]["template"]["spec"][
+        "containers"][0]["env"]
+    url = next(v["value"] for v in env if v["name"] == "REDIS_URL")
+    assert url == "redis://:$(REDIS_PASSWORD)@redis.example.internal:6380/0"
+    assert [v["name"] for v in env].index("REDIS_PASSWORD") < [v["name"] for v in env].index(
+        "REDIS_URL")  # Kubernetes expands $(VAR) only from earlier entries
