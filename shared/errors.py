@@ -133,6 +133,13 @@ class JobCancelled(ResqError):
     default_message = "the job was cancelled before it finished"
 
 
+class IdempotencyConflict(ResqError):
+    status_code = 409
+    code = "idempotency_key_reused"
+    default_message = ("this Idempotency-Key was used for a different request; use a new key "
+                       "for a new request")
+
+
 class WorkerLost(ResqError):
     code = "worker_lost"
     default_message = "the worker processing the job died"

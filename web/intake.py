@@ -12,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 from shared.errors import BadRequest, InvalidField, PayloadTooLarge, UnsupportedMediaType
 from shared.images import ACCEPTED_MEDIA_TYPES, ImageInfo, inspect_image
 from shared.jobs import InputForm, SubmitOptions, UrlSubmission
+from web.idempotency import fingerprint
 from web.url_fetch import UrlFetcher
 
 
@@ -21,6 +22,10 @@ class Submission:
     info: ImageInfo
     form: InputForm
     options: SubmitOptions
+    url: str | None = None
+
+    def fingerprint(self) -> str:
+        return fingerprint(self.form.value, self.options.top_k, self.image, self.url)
 
 
 def validate(model: type[BaseModel], data: dict) -> BaseModel:
@@ -44,6 +49,7 @@ class Intake:
 
     def read(self, request: Request) -> Submission:
         mimetype = request.mimetype
+        url = None
         if mimetype == "multipart/form-data":
             image, options, form = self._multipart(request), self._options(request, request.form), InputForm.MULTIPART
         elif mimetype.startswith("image/"):
@@ -53,14 +59,15 @@ class Intake:
                     + ", ".join(sorted(ACCEPTED_MEDIA_TYPES)))
             image, options, form = request.get_data(cache=False), self._options(request), InputForm.RAW
         elif mimetype == "application/json":
-            image, options, form = self._url(request)
+            image, options, form, url = self._url(request)
         else:
             raise UnsupportedMediaType(
                 f"content type {mimetype or '(none)'} is not accepted; send multipart/form-data "
                 "with an `image` file, an image/* body, or application/json with a `url`")
         self._check_size(image)
         info = inspect_image(image, self.max_image_pixels)
-        return Submission(image=image, info=info, form=form, options=options)
+        return Submission(image=image, info=info, form=form, options=options,
+                          url=url)
 
     def _options(self, request: Request, extra=None) -> SubmitOptions:
         data = dict(request.args.items())
@@ -78,7 +85,7 @@ class Intake:
                                details=[{"field": "image", "message": "only one file allowed"}])
         return files[0].stream.read(self.max_upload_bytes + 1)
 
-    def _url(self, request: Request) -> tuple[bytes, SubmitOptions, InputForm]:
+    def _url(self, request: Request) -> tuple[bytes, SubmitOptions, InputForm, str]:
         try:
             body = json.loads(request.get_data(cache=False) or b"null")
         except (ValueError, UnicodeDecodeError):
@@ -90,7 +97,8 @@ class Intake:
         merged = {**query, **body}
         submission = validate(UrlSubmission, merged)
         options = SubmitOptions(top_k=submission.top_k)
-        return self.fetcher.fetch(str(submission.url)), options, InputForm.URL
+        url = str(submission.url)
+        return self.fetcher.fetch(url), options, InputForm.URL, url
 
     def _check_size(self, image: bytes) -> None:
         if len(image) > self.max_upload_bytes:

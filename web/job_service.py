@@ -21,6 +21,7 @@ from shared.jobs import ErrorDetail, Job, JobResult, JobStatus
 from shared.redis_client import REDIS_ERRORS
 from shared.settings import Settings
 from web import metrics
+from web.idempotency import IdempotencyStore
 from web.intake import Submission
 from web.result_waiter import RECHECK_SECONDS, ResultWaiter
 
@@ -28,6 +29,8 @@ log = logging.getLogger(__name__)
 
 RETRY_AFTER_UNAVAILABLE = 5
 RETRY_AFTER_QUEUE_FULL = 10
+# How long a replayed idempotent request waits for the job of a concurrent twin.
+REPLAY_GRACE_SECONDS = 2.0
 UNAVAILABLE_ERRORS = (*REDIS_ERRORS, OperationalError)
 
 
@@ -49,10 +52,41 @@ class JobService:
         self.client = client
         self.records = JobRecords(client, settings.result_ttl_seconds, settings.queue_name)
         self.waiter = waiter
+        self.idempotency = IdempotencyStore(client, settings.result_ttl_seconds)
 
     # --- submit -------------------------------------------------------------
-    def submit(self, submission: Submission, owner: str = "") -> Job:
+    def submit(self, submission: Submission, owner: str = "",
+               idempotency_key: str | None = None) -> tuple[Job, bool]:
+        """The new job, or (with an idempotency key seen before for the same request)
+        the job that key made; the flag says which."""
         job_id = str(uuid.uuid4())
+        if idempotency_key is not None:
+            with redis_guard():
+                earlier = self.idempotency.claim(owner, idempotency_key,
+                                                 submission.fingerprint(), job_id)
+            if earlier is not None:
+                return self._replayed(earlier, owner), True
+            try:
+                return self._create(job_id, submission, owner), False
+            except Exception:
+                with redis_guard():
+                    self.idempotency.release(owner, idempotency_key, job_id)
+                raise
+        return self._create(job_id, submission, owner), False
+
+    def _replayed(self, job_id: str, owner: str) -> Job:
+        """The job an earlier request made; it may be a moment away from existing
+        when both requests came at once."""
+        deadline = time.monotonic() + REPLAY_GRACE_SECONDS
+        while True:
+            try:
+                return self.get(job_id, owner)
+            except JobNotFound:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def _create(self, job_id: str, submission: Submission, owner: str) -> Job:
         with redis_guard():
             if self.client.llen(self.settings.queue_name) >= self.settings.queue_max_length:
                 raise QueueFull(retry_after=RETRY_AFTER_QUEUE_FULL)

@@ -21,6 +21,7 @@ def _json(model, description: str) -> dict:
 def _errors(*codes: int) -> dict:
     words = {400: "Bad image, URL or request", 401: "Missing or invalid API key",
              404: "Unknown or expired job",
+             409: "Idempotency-Key already used for a different request",
              413: "Body or image over the limit", 415: "Unsupported content type",
              422: "Invalid field", 429: "Rate limited", 503: "Queue unreachable or full"}
     return {str(code): _json(ErrorResponse, words[code]) for code in codes}
@@ -43,6 +44,14 @@ _TOP_K = {
     "name": "top_k", "in": "query", "required": False,
     "schema": {"type": "integer", "minimum": 1, "maximum": TOP_K_MAX, "default": 5},
 }
+_IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key", "in": "header", "required": False,
+    "description": "Any string of 1-255 printable ASCII characters: the same key and request "
+                   "within the result TTL give the same job (with `Idempotent-Replayed: true`); "
+                   "the same key with another request gives 409.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255,
+               "pattern": "^[\\x20-\\x7e]+$"},
+}
 _JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
 _LOCATION = {"Location": {"description": "/jobs/<id>", "schema": {"type": "string"}}}
 
@@ -62,7 +71,7 @@ def build_openapi(version: str) -> dict:
             "/jobs": {"post": {
                 "summary": "Submit one image",
                 "operationId": "submitJob",
-                "parameters": [_TOP_K, _WAIT, _PREFER],
+                "parameters": [_TOP_K, _WAIT, _PREFER, _IDEMPOTENCY_KEY],
                 "requestBody": {"required": True, "content": {
                     "multipart/form-data": {"schema": {
                         "type": "object", "required": ["image"],
@@ -73,7 +82,7 @@ def build_openapi(version: str) -> dict:
                 "responses": {
                     "200": {**_json(Job, "Finished within the wait"), "headers": _LOCATION},
                     "202": {**_json(Job, "Accepted; poll the Location"), "headers": _LOCATION},
-                    **_errors(400, 401, 413, 415, 422, 429, 503),
+                    **_errors(400, 401, 409, 413, 415, 422, 429, 503),
                 },
             }},
             "/jobs/{job_id}": {

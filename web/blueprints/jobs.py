@@ -6,6 +6,7 @@ from flask import Blueprint, current_app, g, jsonify, request
 
 from shared.errors import Unauthorized
 from shared.jobs import Job
+from web.idempotency import check_key
 from web.waiting import requested_wait
 
 bp = Blueprint("jobs", __name__)
@@ -49,12 +50,18 @@ def _job_response(job: Job, status: int, *, waited: float | None = None, from_pr
 @bp.post("/jobs")
 def submit():
     wait, from_prefer = _wait_seconds()
+    key = request.headers.get("Idempotency-Key")
+    if key is not None:
+        key = check_key(key)
     submission = _intake().read(request)
-    job = _service().submit(submission, g.owner)
+    job, replayed = _service().submit(submission, g.owner, key)
     if wait > 0:
         job = _service().wait(job.id, wait, g.owner)
     status = 200 if job.status.is_terminal() else 202
-    return _job_response(job, status, waited=wait, from_prefer=from_prefer)
+    response = _job_response(job, status, waited=wait, from_prefer=from_prefer)
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
 
 
 @bp.get("/jobs/<job_id>")
