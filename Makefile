@@ -9,7 +9,7 @@ SHELL := bash
 PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cat requirements/*.txt | sha1sum | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat requirements/*.txt pyproject.toml | sha1sum | cut -c1-12)
 RUN_DIR ?= .run
 REDIS_PORT ?= 6379
 PORT ?= 8000
@@ -29,6 +29,7 @@ $(STAMP):
 	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements/dev.txt
+	$(PY) -m pip install --quiet --no-deps -e .   # the `resq` command
 	rm -f $(VENV)/.installed-*
 	touch $@
 
