@@ -12,7 +12,7 @@ from shared.redis_client import connect
 from shared.settings import Settings, get_settings
 from web import VERSION, metrics
 from web.auth import ApiKeys
-from web.blueprints import docs, jobs, probes
+from web.blueprints import docs, jobs, page, probes
 from web.errors import register_error_handlers
 from web.intake import Intake
 from web.job_service import JobService
@@ -60,7 +60,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     install_rate_limits(app, jobs.bp, settings.rate_limit, settings.redis_url,
                         f"resq:ratelimit:{settings.queue_name}", keys)
 
-    for blueprint in (jobs.bp, probes.bp, docs.bp):
+    for blueprint in (jobs.bp, probes.bp, docs.bp, page.bp):
         app.register_blueprint(blueprint)
     register_error_handlers(app)
     records = app.extensions["resq.jobs"].records

@@ -1,0 +1,81 @@
+"""The browser page at `/`, end to end in headless Chromium (Debian's `chromium`
+and `chromium-driver`, driven by selenium) against real gunicorn, Redis and the
+worker: upload an image and see five labelled bars; a bad file shows its error
+in words."""
+
+import shutil
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from tests.conftest import WORKER_QUEUE
+from tests.support.images import jpeg
+from tests.support.processes import start_gunicorn
+
+
+@pytest.fixture(scope="module")
+def server(redis_url, worker, tmp_path_factory):
+    web, base = start_gunicorn(redis_url, WORKER_QUEUE,
+                               tmp_path_factory.mktemp("page") / "web.log", RATE_LIMIT="")
+    yield base
+    web.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    assert chromium and driver, "apt-get install chromium chromium-driver (.ci/run does)"
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
+        options.add_argument(flag)
+    browser = webdriver.Chrome(service=webdriver.ChromeService(executable_path=driver),
+                               options=options)
+    yield browser
+    browser.quit()
+
+
+def _card_for(browser, name):
+    for card in browser.find_elements(By.CSS_SELECTOR, "article.job"):
+        if card.find_element(By.CSS_SELECTOR, ".name").text == name:
+            return card
+    return None
+
+
+def _finished(browser, name):
+    card = _card_for(browser, name)
+    if card is not None and card.get_attribute("data-status") in ("succeeded", "failed"):
+        return card
+    return None
+
+
+def test_upload_an_image_and_see_the_bars(server, browser, tmp_path):
+    image = tmp_path / "cat.jpg"
+    image.write_bytes(jpeg(320, 240, "chelsea"))
+    browser.get(server + "/")
+    assert browser.title.startswith("resq")
+    browser.find_element(By.ID, "files").send_keys(str(image))
+    card = WebDriverWait(browser, 60).until(lambda b: _finished(b, "cat.jpg"))
+    assert card.get_attribute("data-status") == "succeeded"
+    bars = card.find_elements(By.CSS_SELECTOR, ".bar")
+    assert len(bars) == 5
+    labels = [bar.find_element(By.CSS_SELECTOR, ".label").text for bar in bars]
+    scores = [float(bar.find_element(By.CSS_SELECTOR, ".score").text.rstrip("%")) for bar in bars]
+    assert all(labels) and scores == sorted(scores, reverse=True) and 0 < sum(scores) <= 100.1
+    # Each bar is as wide as its score.
+    widths = [bar.find_element(By.CSS_SELECTOR, ".fill").get_attribute("style") for bar in bars]
+    assert widths[0] == f"width: {scores[0]:.1f}%;"
+
+
+def test_a_bad_file_shows_its_error_in_words(server, browser, tmp_path):
+    bad = tmp_path / "notes.png"
+    bad.write_text("this is not an image")
+    browser.get(server + "/")
+    browser.find_element(By.ID, "files").send_keys(str(bad))
+    card = WebDriverWait(browser, 30).until(lambda b: _finished(b, "notes.png"))
+    status = card.find_element(By.CSS_SELECTOR, ".status").text
+    assert card.get_attribute("data-status") == "failed"
+    assert "not an image" in status and "unsupported_image_format" in status
+    assert card.find_elements(By.CSS_SELECTOR, ".bar") == []
