@@ -20,7 +20,7 @@ from web.openapi import build_openapi
 from web.rate_limits import install_rate_limits
 from web.result_waiter import ResultWaiter
 from web.url_fetch import UrlFetcher
-from web.url_guard import AddressPolicy
+from shared.url_guard import AddressPolicy
 
 # Room for the multipart envelope around an image of the maximum size.
 MULTIPART_OVERHEAD = 64 * 1024

@@ -1,5 +1,5 @@
 """Fetches an image named by URL, closed to SSRF: http(s) only; the host resolved
-once and every address checked (`web.url_guard`); the connection made to the
+once and every address checked (`shared.url_guard`, `shared.pinned_http`); the connection made to the
 checked address (TLS still verifies the certificate against the host name);
 every redirect checked the same way; the bytes, the time and the content type
 capped or checked, and no content encoding, so a compressed bomb never inflates.
@@ -7,23 +7,20 @@ capped or checked, and no content encoding, so a compressed bomb never inflates.
 
 from __future__ import annotations
 
-import ipaddress
 import time
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
-import certifi
 import urllib3
 from urllib3.exceptions import HTTPError
 
-from shared.errors import BadUrl, PayloadTooLarge, UrlFetchFailed
-from web.url_guard import AddressPolicy, Resolver, resolve
+from shared.errors import PayloadTooLarge, UrlFetchFailed
+from shared.pinned_http import pinned_request
+from shared.url_guard import AddressPolicy, Resolver, resolve
 
 MAX_REDIRECTS = 3
-MAX_URL_LENGTH = 2048
 CHUNK = 64 * 1024
 REDIRECT_STATUSES = {301, 302, 303, 307, 308}
 ACCEPTED_CONTENT_TYPES = ("image/", "application/octet-stream")
-DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class UrlFetcher:
@@ -55,49 +52,17 @@ class UrlFetcher:
 
     # --- one request, to a checked address ------------------------------------------
     def _open(self, url: str, deadline: float):
-        scheme, host, port, target = self._parts(url)
-        address = self.policy.checked_address(host, port, self.resolver)
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise UrlFetchFailed(f"the URL did not answer within {self.timeout:g} s")
-        timeout = urllib3.Timeout(connect=min(remaining, 5.0), read=remaining)
-        if scheme == "https":
-            pool = urllib3.HTTPSConnectionPool(
-                address, port, timeout=timeout, retries=False, maxsize=1,
-                server_hostname=host, assert_hostname=host,
-                cert_reqs="CERT_REQUIRED", ca_certs=certifi.where())
-        else:
-            pool = urllib3.HTTPConnectionPool(address, port, timeout=timeout, retries=False,
-                                              maxsize=1)
-        host_header = f"[{host}]" if ":" in host else host
-        if port != DEFAULT_PORTS[scheme]:
-            host_header += f":{port}"
         try:
-            response = pool.urlopen(
-                "GET", target, redirect=False, retries=False, preload_content=False,
-                decode_content=False, assert_same_host=False,
-                headers={"Host": host_header, "Accept": "image/*",
-                         "Accept-Encoding": "identity", "User-Agent": "resq-url-fetch"})
+            return pinned_request(
+                "GET", url, policy=self.policy, resolver=self.resolver,
+                timeout=urllib3.Timeout(connect=min(remaining, 5.0), read=remaining),
+                headers={"Accept": "image/*", "Accept-Encoding": "identity",
+                         "User-Agent": "resq-url-fetch"})
         except HTTPError as error:
-            pool.close()
             raise self._failure(error) from None
-        return response, pool
-
-    @staticmethod
-    def _parts(url: str) -> tuple[str, str, int, str]:
-        if len(url) > MAX_URL_LENGTH:
-            raise BadUrl(f"the URL is longer than {MAX_URL_LENGTH} characters")
-        try:
-            parts = urlsplit(url)
-            host, port = parts.hostname, parts.port
-        except ValueError:
-            raise BadUrl("the URL cannot be parsed") from None
-        if parts.scheme not in DEFAULT_PORTS or not host:
-            raise BadUrl("only http and https URLs with a host are accepted")
-        if any(ch in url for ch in "\r\n\t "):
-            raise BadUrl("the URL contains whitespace or control characters")
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        return parts.scheme, _canonical(host), port or DEFAULT_PORTS[parts.scheme], target
 
     # --- the body ---------------------------------------------------------------------
     def _body(self, response, deadline: float) -> bytes:
@@ -126,11 +91,3 @@ class UrlFetcher:
         if isinstance(error, urllib3.exceptions.TimeoutError):
             return UrlFetchFailed(f"the URL did not answer within {self.timeout:g} s")
         return UrlFetchFailed(f"the URL could not be fetched: {type(error).__name__}")
-
-
-def _canonical(host: str) -> str:
-    """The host as it is resolved: IP literals in their plain form, names as given."""
-    try:
-        return str(ipaddress.ip_address(host))
-    except ValueError:
-        return host.rstrip(".") or host

@@ -15,7 +15,7 @@ import pytest
 from tests.conftest import make_settings, running_app
 from tests.support.http_server import Trap, serve
 from tests.support.images import jpeg
-from web.url_guard import AddressPolicy, resolve
+from shared.url_guard import AddressPolicy, resolve
 
 ALLOWED = "127.0.0.2"
 
