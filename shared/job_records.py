@@ -28,6 +28,7 @@ class JobRecord:
     form: str
     cancelled: bool
     owner: str = ""
+    webhook: str = ""
 
 
 class JobRecords:
@@ -37,13 +38,13 @@ class JobRecords:
         self.inflight_key = INFLIGHT_PREFIX + queue
 
     def create(self, job_id: str, *, top_k: int, form: str, image: bytes,
-               owner: str = "") -> JobRecord:
+               owner: str = "", webhook: str = "") -> JobRecord:
         record = JobRecord(id=job_id, created_at=time.time(), top_k=top_k, form=form,
-                           cancelled=False, owner=owner)
+                           cancelled=False, owner=owner, webhook=webhook)
         with self.client.pipeline(transaction=True) as pipe:
             pipe.hset(RECORD_PREFIX + job_id, mapping={
                 "created_at": repr(record.created_at), "top_k": top_k, "form": form,
-                "owner": owner,
+                "owner": owner, "webhook": webhook,
             })
             pipe.expire(RECORD_PREFIX + job_id, self.ttl)
             pipe.set(IMAGE_PREFIX + job_id, image, ex=self.ttl)
@@ -62,6 +63,7 @@ class JobRecords:
             form=fields.get(b"form", b"").decode(),
             cancelled=b"cancelled_at" in fields,
             owner=fields.get(b"owner", b"").decode(),
+            webhook=fields.get(b"webhook", b"").decode(),
         )
 
     def load_image(self, job_id: str) -> bytes | None:

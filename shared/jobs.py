@@ -62,6 +62,10 @@ class SubmitOptions(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     top_k: int = Field(TOP_K_DEFAULT, ge=1, le=TOP_K_MAX, description="How many predictions to return.")
+    webhook: str | None = Field(
+        None, max_length=2048, json_schema_extra={"format": "uri"},
+        description="http(s) URL that gets the finished job (the body of GET /jobs/<id>) "
+                    "by POST, signed in `Resq-Signature`.")
 
 
 class UrlSubmission(SubmitOptions):

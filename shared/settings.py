@@ -146,6 +146,16 @@ class Settings(BaseSettings):
     in flask-limiter's notation (`50/second;1000/minute`); past it: 429 with
     `Retry-After`. Empty: no limit."""
 
+    webhook_secret: SecretStr = SecretStr("")
+    """Key of the HMAC-SHA256 signature on webhook deliveries (`Resq-Signature`).
+    Empty: webhooks are off, and a job that asks for one is refused (422)."""
+
+    webhook_max_attempts: int = Field(5, ge=1, le=20)
+    """Deliveries tried per webhook (with backoff: 1, 2, 4, ... s, at most 60 s)."""
+
+    webhook_timeout_seconds: float = Field(5.0, gt=0, le=60)
+    """Time allowed for one webhook delivery (connect and answer)."""
+
     # --- processes --------------------------------------------------------------
     web_workers: int = Field(2, ge=1, le=64)
     """gunicorn worker processes of the web tier."""
@@ -223,7 +233,7 @@ class Settings(BaseSettings):
 
 
 # Settings whose values never appear in an error message.
-SECRET_FIELDS = {"api_keys", "flower_basic_auth"}
+SECRET_FIELDS = {"api_keys", "flower_basic_auth", "webhook_secret"}
 
 
 class SettingsError(Exception):

@@ -2,7 +2,8 @@
 same job for the same key and request within the result TTL, and 409 for the
 same key with a different request. Keys are scoped to the caller (its API key's
 owner id), so two clients cannot collide. A request is identified by its
-fingerprint: the input form, `top_k` and the image (its SHA-256) or URL."""
+fingerprint: the input form, `top_k`, the image (its SHA-256) or URL, and the
+webhook."""
 
 from __future__ import annotations
 
@@ -25,9 +26,10 @@ def check_key(key: str) -> str:
     return key
 
 
-def fingerprint(form: str, top_k: int, image: bytes, url: str | None) -> str:
+def fingerprint(form: str, top_k: int, image: bytes, url: str | None,
+                webhook: str | None = None) -> str:
     what = f"url:{url}" if url else "sha256:" + hashlib.sha256(image).hexdigest()
-    return hashlib.sha256(f"{form}\0{top_k}\0{what}".encode()).hexdigest()
+    return hashlib.sha256(f"{form}\0{top_k}\0{what}\0{webhook or ''}".encode()).hexdigest()
 
 
 class IdempotencyStore:

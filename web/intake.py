@@ -12,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 from shared.errors import BadRequest, InvalidField, PayloadTooLarge, UnsupportedMediaType
 from shared.images import ACCEPTED_MEDIA_TYPES, ImageInfo, inspect_image
 from shared.jobs import InputForm, SubmitOptions, UrlSubmission
+from shared.pinned_http import url_parts
 from web.idempotency import fingerprint
 from web.url_fetch import UrlFetcher
 
@@ -25,7 +26,8 @@ class Submission:
     url: str | None = None
 
     def fingerprint(self) -> str:
-        return fingerprint(self.form.value, self.options.top_k, self.image, self.url)
+        return fingerprint(self.form.value, self.options.top_k, self.image, self.url,
+                           self.options.webhook)
 
 
 def validate(model: type[BaseModel], data: dict) -> BaseModel:
@@ -42,10 +44,12 @@ def validate(model: type[BaseModel], data: dict) -> BaseModel:
 
 
 class Intake:
-    def __init__(self, *, max_upload_bytes: int, max_image_pixels: int, fetcher: UrlFetcher):
+    def __init__(self, *, max_upload_bytes: int, max_image_pixels: int, fetcher: UrlFetcher,
+                 webhooks_enabled: bool = False):
         self.max_upload_bytes = max_upload_bytes
         self.max_image_pixels = max_image_pixels
         self.fetcher = fetcher
+        self.webhooks_enabled = webhooks_enabled
 
     def read(self, request: Request) -> Submission:
         mimetype = request.mimetype
@@ -65,9 +69,20 @@ class Intake:
                 f"content type {mimetype or '(none)'} is not accepted; send multipart/form-data "
                 "with an `image` file, an image/* body, or application/json with a `url`")
         self._check_size(image)
+        if options.webhook is not None:
+            self._check_webhook(options.webhook)
         info = inspect_image(image, self.max_image_pixels)
         return Submission(image=image, info=info, form=form, options=options,
                           url=url)
+
+    def _check_webhook(self, url: str) -> None:
+        """Webhooks must be on, and the URL one the SSRF guard lets through (it is
+        checked again at each delivery)."""
+        if not self.webhooks_enabled:
+            raise InvalidField("webhook: webhooks are off on this server (no WEBHOOK_SECRET)",
+                               details=[{"field": "webhook", "message": "webhooks are off"}])
+        _, host, port, _ = url_parts(url)
+        self.fetcher.policy.checked_address(host, port, self.fetcher.resolver)
 
     def _options(self, request: Request, extra=None) -> SubmitOptions:
         data = dict(request.args.items())
@@ -96,7 +111,7 @@ class Intake:
         query = {k: v for k, v in request.args.items() if k in SubmitOptions.model_fields}
         merged = {**query, **body}
         submission = validate(UrlSubmission, merged)
-        options = SubmitOptions(top_k=submission.top_k)
+        options = SubmitOptions(top_k=submission.top_k, webhook=submission.webhook)
         url = str(submission.url)
         return self.fetcher.fetch(url), options, InputForm.URL, url
 

@@ -13,11 +13,11 @@ import redis
 from celery import Celery
 from kombu.exceptions import OperationalError
 
-from shared.celery_app import CLASSIFY_TASK
-from shared.errors import (BrokerUnavailable, JobCancelled, JobNotFound, QueueFull,
-                           ResqError, WorkerLost, error_from_dict)
-from shared.job_records import JobRecord, JobRecords
-from shared.jobs import ErrorDetail, Job, JobResult, JobStatus
+from shared.celery_app import CLASSIFY_TASK, WEBHOOK_TASK, webhook_queue
+from shared.errors import BrokerUnavailable, JobNotFound, QueueFull
+from shared.job_records import JobRecords
+from shared.job_view import job_from
+from shared.jobs import Job
 from shared.redis_client import REDIS_ERRORS
 from shared.settings import Settings
 from web import metrics
@@ -92,7 +92,7 @@ class JobService:
                 raise QueueFull(retry_after=RETRY_AFTER_QUEUE_FULL)
             record = self.records.create(job_id, top_k=submission.options.top_k,
                                          form=submission.form.value, image=submission.image,
-                                         owner=owner)
+                                         owner=owner, webhook=submission.options.webhook or "")
             self.celery.send_task(
                 CLASSIFY_TASK,
                 kwargs={"top_k": record.top_k, "created_at": record.created_at},
@@ -102,7 +102,7 @@ class JobService:
         log.info("job accepted", extra={"job_id": job_id, "form": submission.form.value,
                                         "bytes": len(submission.image)})
         metrics.job_submitted(submission.form.value)
-        return self._job(record, "PENDING", None)
+        return job_from(record, "PENDING", None)
 
     # --- read ---------------------------------------------------------------
     def get(self, job_id: str, owner: str = "") -> Job:
@@ -113,7 +113,7 @@ class JobService:
             if record is None or not hmac.compare_digest(record.owner, owner):
                 raise JobNotFound()
             meta = self.celery.backend.get_task_meta(job_id)
-        return self._job(record, meta.get("status", "PENDING"), meta.get("result"))
+        return job_from(record, meta.get("status", "PENDING"), meta.get("result"))
 
     def wait(self, job_id: str, seconds: float, owner: str = "") -> Job:
         """The job once it is finished, or as it is after `seconds`."""
@@ -146,6 +146,10 @@ class JobService:
             self.records.mark_cancelled(job_id)
             self.celery.backend.mark_as_revoked(job_id, "cancelled")
             self.celery.control.revoke(job_id)
+            record = self.records.get(job_id)
+            if record is not None and record.webhook:
+                self.celery.send_task(WEBHOOK_TASK, args=[job_id],
+                                      queue=webhook_queue(self.settings.queue_name))
         log.info("job cancelled", extra={"job_id": job_id})
         return self.get(job_id, owner)
 
@@ -156,28 +160,3 @@ class JobService:
     def ping(self) -> None:
         with redis_guard():
             self.client.ping()
-
-    # --- helpers -------------------------------------------------------------
-    def _job(self, record: JobRecord, state: str, payload) -> Job:
-        status = JobStatus.from_celery_state(state)
-        result = error = None
-        if status is JobStatus.SUCCEEDED:
-            result = JobResult.model_validate(payload)
-        elif status is JobStatus.FAILED:
-            error = ErrorDetail(**self._error_of(state, payload))
-        return Job(id=record.id, status=status, created_at=record.created_at,
-                   top_k=record.top_k, result=result, error=error)
-
-    @staticmethod
-    def _error_of(state: str, payload) -> dict:
-        if state == "REVOKED":
-            return JobCancelled().to_dict()
-        if isinstance(payload, ResqError):
-            return payload.to_dict()
-        if isinstance(payload, dict):
-            return error_from_dict(payload)
-        if payload is not None and type(payload).__name__ == "WorkerLostError":
-            return WorkerLost().to_dict()
-        return {"code": "inference_failed",
-                "message": f"the job failed: {type(payload).__name__}: {payload}"}
-

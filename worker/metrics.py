@@ -38,6 +38,10 @@ INFERENCE = Histogram("resq_batch_inference_seconds",
                       "Time of one batch's forward pass", buckets=SECONDS_BUCKETS)
 BATCH_SIZE = Histogram("resq_batch_size", "Images per forward pass",
                        buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
+WEBHOOKS = Counter("resq_webhook_deliveries_total",
+                   "Webhook delivery attempts by outcome: delivered, retried (a failed try "
+                   "that will be tried again), gave_up, refused (an address the guard refuses)",
+                   ["outcome"])
 MODEL_LOAD = Gauge("resq_model_load_seconds",
                    "Seconds this worker took to load its model (compile or cache load included)")
 MODEL_COMPILE = Gauge("resq_model_compile_seconds",

@@ -1,0 +1,137 @@
+"""Webhooks against a real local HTTP receiver that verifies the signature: a job
+that asks for one is POSTed, signed, when it finishes (the body is what GET
+/jobs/<id> answers); a failing receiver is retried with backoff; the URL passes
+the SSRF guard at submission and at delivery; without WEBHOOK_SECRET, webhooks
+are refused. Every listener is on loopback."""
+
+import json
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from tests.conftest import make_settings, running_app
+from tests.support.http_server import Trap
+from tests.support.images import jpeg
+from tests.support.processes import await_condition, start_worker
+from worker.webhooks import SIGNATURE_HEADER, verify
+
+SECRET = "webhook-test-secret"
+
+
+class Receiver:
+    """Records each delivery, verifies its signature, and answers 500 to the first
+    `failures` of them."""
+
+    def __init__(self, failures: int = 0):
+        self.deliveries: list[dict] = []
+        self.failures = failures
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.deliveries.append({
+                    "at": time.monotonic(), "body": body, "path": self.path,
+                    "job_id": self.headers.get("Resq-Job-Id"),
+                    "verified": verify(SECRET.encode(), self.headers.get(SIGNATURE_HEADER, ""),
+                                       body),
+                    "tampered_fails": not verify(SECRET.encode(),
+                                                 self.headers.get(SIGNATURE_HEADER, ""),
+                                                 body + b" "),
+                })
+                status = 500 if len(receiver.deliveries) <= receiver.failures else 204
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def hooked(redis_url, tmp_path_factory):
+    """A worker and an app that share WEBHOOK_SECRET; webhooks may reach 127.0.0.1
+    (where the receivers listen) and nothing else that is not public."""
+    queue = f"hooks-{uuid.uuid4().hex[:6]}"
+    worker = start_worker(redis_url, queue, tmp_path_factory.mktemp("hooks") / "worker.log",
+                          WEBHOOK_SECRET=SECRET, URL_FETCH_ALLOW_NETWORKS="127.0.0.1/32")
+    settings = make_settings(redis_url, queue_name=queue, webhook_secret=SECRET)
+    with running_app(settings) as app:
+        yield app.test_client()
+    worker.stop()
+
+
+def test_a_finished_job_is_posted_signed_to_its_webhook(hooked):
+    receiver = Receiver()
+    try:
+        job = hooked.post(f"/jobs?webhook={receiver.url}", data=jpeg(), content_type="image/jpeg")
+        assert job.status_code == 202
+        job_id = job.get_json()["id"]
+        await_condition(lambda: receiver.deliveries, 60, "the webhook delivery")
+        final = hooked.get(f"/jobs/{job_id}").get_json()
+    finally:
+        receiver.close()
+    delivery = receiver.deliveries[0]
+    assert delivery["verified"] and delivery["tampered_fails"]
+    assert delivery["job_id"] == job_id and delivery["path"] == "/hook"
+    assert json.loads(delivery["body"]) == final and final["status"] == "succeeded"
+    assert len(receiver.deliveries) == 1
+
+
+def test_a_failing_receiver_is_retried_with_backoff(hooked):
+    receiver = Receiver(failures=2)
+    try:
+        job_id = hooked.post(f"/jobs?webhook={receiver.url}", data=jpeg(),
+                             content_type="image/jpeg").get_json()["id"]
+        await_condition(lambda: len(receiver.deliveries) >= 3, 60, "three delivery attempts")
+    finally:
+        receiver.close()
+    assert [d["job_id"] for d in receiver.deliveries] == [job_id] * 3
+    gaps = [b["at"] - a["at"] for a, b in zip(receiver.deliveries, receiver.deliveries[1:])]
+    assert gaps[0] >= 0.9 and gaps[1] >= 1.8, gaps  # 1 s, then 2 s
+
+
+def test_a_failed_job_and_a_url_job_deliver_too(hooked):
+    receiver = Receiver()
+    whole = jpeg(640, 480)
+    try:
+        broken = hooked.post(f"/jobs?webhook={receiver.url}", data=whole[: len(whole) // 3],
+                             content_type="image/jpeg").get_json()["id"]
+        await_condition(lambda: receiver.deliveries, 60, "the webhook delivery")
+    finally:
+        receiver.close()
+    body = json.loads(receiver.deliveries[0]["body"])
+    assert body["id"] == broken and body["status"] == "failed"
+    assert body["error"]["code"] == "bad_image"
+
+
+def test_webhooks_to_refused_addresses_are_400_and_reach_nothing(hooked):
+    trap = Trap("127.0.0.2")
+    try:
+        for url in (f"http://127.0.0.2:{trap.port}/hook", f"http://[::1]:{trap.port}/",
+                    "ftp://127.0.0.1/hook", f"http://0.0.0.0:{trap.port}/hook"):
+            response = hooked.post("/jobs", query_string={"webhook": url}, data=jpeg(),
+                                   content_type="image/jpeg")
+            assert response.status_code == 400, url
+            assert response.get_json()["error"]["code"] == "bad_url"
+    finally:
+        trap.close()
+    assert trap.connections == []
+
+
+def test_without_a_secret_webhooks_are_refused(idle_client):
+    response = idle_client.post("/jobs?webhook=http://127.0.0.1:9/hook", data=jpeg(),
+                                content_type="image/jpeg")
+    assert response.status_code == 422
+    assert "webhook" in response.get_json()["error"]["message"]
