@@ -130,6 +130,12 @@ class Job(BaseModel):
     error: ErrorDetail | None = Field(None, description="Set when `status` is `failed`.")
 
 
+class JobList(BaseModel):
+    """`POST /jobs` with several `image` parts: one job per image, in order."""
+
+    jobs: list[Job]
+
+
 class Health(BaseModel):
     status: Literal["ok", "unavailable"]
     checks: dict[str, str] = Field(default_factory=dict)

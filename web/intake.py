@@ -17,6 +17,10 @@ from web.idempotency import fingerprint
 from web.url_fetch import UrlFetcher
 
 
+# Most `image` parts in one multipart request (the body's size limit holds too).
+MAX_IMAGES_PER_REQUEST = 32
+
+
 @dataclass(frozen=True)
 class Submission:
     image: bytes
@@ -51,29 +55,36 @@ class Intake:
         self.fetcher = fetcher
         self.webhooks_enabled = webhooks_enabled
 
-    def read(self, request: Request) -> Submission:
+    def read(self, request: Request) -> list[Submission]:
+        """One submission per image: several only for a multipart body with several
+        `image` parts (each checked as if it came alone)."""
         mimetype = request.mimetype
         url = None
         if mimetype == "multipart/form-data":
-            image, options, form = self._multipart(request), self._options(request, request.form), InputForm.MULTIPART
+            images, options, form = (self._multipart(request), self._options(request, request.form),
+                                     InputForm.MULTIPART)
         elif mimetype.startswith("image/"):
             if mimetype not in ACCEPTED_MEDIA_TYPES:
                 raise UnsupportedMediaType(
                     f"{mimetype} is not an accepted image type; send one of "
                     + ", ".join(sorted(ACCEPTED_MEDIA_TYPES)))
-            image, options, form = request.get_data(cache=False), self._options(request), InputForm.RAW
+            images, options, form = [request.get_data(cache=False)], self._options(request), InputForm.RAW
         elif mimetype == "application/json":
             image, options, form, url = self._url(request)
+            images = [image]
         else:
             raise UnsupportedMediaType(
                 f"content type {mimetype or '(none)'} is not accepted; send multipart/form-data "
-                "with an `image` file, an image/* body, or application/json with a `url`")
-        self._check_size(image)
+                "with `image` files, an image/* body, or application/json with a `url`")
         if options.webhook is not None:
             self._check_webhook(options.webhook)
-        info = inspect_image(image, self.max_image_pixels)
-        return Submission(image=image, info=info, form=form, options=options,
-                          url=url)
+        submissions = []
+        for image in images:
+            self._check_size(image)
+            info = inspect_image(image, self.max_image_pixels)
+            submissions.append(Submission(image=image, info=info, form=form, options=options,
+                                          url=url))
+        return submissions
 
     def _check_webhook(self, url: str) -> None:
         """Webhooks must be on, and the URL one the SSRF guard lets through (it is
@@ -90,15 +101,15 @@ class Intake:
             data.update({k: v for k, v in extra.items() if k in SubmitOptions.model_fields})
         return validate(SubmitOptions, data)
 
-    def _multipart(self, request: Request) -> bytes:
+    def _multipart(self, request: Request) -> list[bytes]:
         files = request.files.getlist("image")
         if not files:
             raise InvalidField("image: a multipart file field named `image` is required",
                                details=[{"field": "image", "message": "required"}])
-        if len(files) > 1:
-            raise InvalidField("image: send one image per request",
-                               details=[{"field": "image", "message": "only one file allowed"}])
-        return files[0].stream.read(self.max_upload_bytes + 1)
+        if len(files) > MAX_IMAGES_PER_REQUEST:
+            raise InvalidField(f"image: at most {MAX_IMAGES_PER_REQUEST} images per request",
+                               details=[{"field": "image", "message": "too many files"}])
+        return [file.stream.read(self.max_upload_bytes + 1) for file in files]
 
     def _url(self, request: Request) -> tuple[bytes, SubmitOptions, InputForm, str]:
         try:

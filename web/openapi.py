@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pydantic.json_schema import models_json_schema
 
-from shared.jobs import ErrorResponse, Health, Job, SubmitOptions, UrlSubmission, TOP_K_MAX
+from shared.jobs import (TOP_K_MAX, ErrorResponse, Health, Job, JobList, SubmitOptions,
+                         UrlSubmission)
 
 REF = "#/components/schemas/{model}"
 
@@ -27,6 +28,12 @@ def _errors(*codes: int) -> dict:
     return {str(code): _json(ErrorResponse, words[code]) for code in codes}
 
 
+def _job_or_list(description: str) -> dict:
+    """A job (one image), or `{"jobs": [...]}` (several `image` parts)."""
+    return {"description": description, "headers": _LOCATION_OPTIONAL,
+            "content": {"application/json": {"schema": {"oneOf": [_ref(Job), _ref(JobList)]}}}}
+
+
 _WAIT = {
     "name": "wait", "in": "query", "required": False,
     "description": "`true` (wait up to the server's cap) or seconds to hold the request "
@@ -44,6 +51,12 @@ _TOP_K = {
     "name": "top_k", "in": "query", "required": False,
     "schema": {"type": "integer", "minimum": 1, "maximum": TOP_K_MAX, "default": 5},
 }
+_WEBHOOK = {
+    "name": "webhook", "in": "query", "required": False,
+    "description": "http(s) URL that gets the finished job by POST, signed in "
+                   "`Resq-Signature` (see the README); the server must set WEBHOOK_SECRET.",
+    "schema": {"type": "string", "format": "uri", "maxLength": 2048},
+}
 _IDEMPOTENCY_KEY = {
     "name": "Idempotency-Key", "in": "header", "required": False,
     "description": "Any string of 1-255 printable ASCII characters: the same key and request "
@@ -54,12 +67,14 @@ _IDEMPOTENCY_KEY = {
 }
 _JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
 _LOCATION = {"Location": {"description": "/jobs/<id>", "schema": {"type": "string"}}}
+_LOCATION_OPTIONAL = {"Location": {"description": "/jobs/<id> (one image only)", "required": False,
+                                   "schema": {"type": "string"}}}
 
 
 def build_openapi(version: str) -> dict:
     _, schemas = models_json_schema(
         [(m, "validation") for m in (SubmitOptions, UrlSubmission)]
-        + [(m, "serialization") for m in (Job, ErrorResponse, Health)],
+        + [(m, "serialization") for m in (Job, JobList, ErrorResponse, Health)],
         ref_template=REF,
     )
     binary = {"type": "string", "format": "binary"}
@@ -71,17 +86,22 @@ def build_openapi(version: str) -> dict:
             "/jobs": {"post": {
                 "summary": "Submit one image",
                 "operationId": "submitJob",
-                "parameters": [_TOP_K, _WAIT, _PREFER, _IDEMPOTENCY_KEY],
+                "parameters": [_TOP_K, _WEBHOOK, _WAIT, _PREFER, _IDEMPOTENCY_KEY],
                 "requestBody": {"required": True, "content": {
                     "multipart/form-data": {"schema": {
                         "type": "object", "required": ["image"],
-                        "properties": {"image": binary, "top_k": _TOP_K["schema"]}}},
+                        "properties": {
+                            "image": {"oneOf": [binary, {"type": "array", "items": binary,
+                                                         "minItems": 1, "maxItems": 32}],
+                                      "description": "One image, or several (one job each)"},
+                            "top_k": _TOP_K["schema"],
+                            "webhook": {"type": "string", "format": "uri"}}}},
                     "image/*": {"schema": binary},
                     "application/json": {"schema": _ref(UrlSubmission)},
                 }},
                 "responses": {
-                    "200": {**_json(Job, "Finished within the wait"), "headers": _LOCATION},
-                    "202": {**_json(Job, "Accepted; poll the Location"), "headers": _LOCATION},
+                    "200": _job_or_list("Finished within the wait"),
+                    "202": _job_or_list("Accepted; poll the Location (each job's, for several)"),
                     **_errors(400, 401, 409, 413, 415, 422, 429, 503),
                 },
             }},

@@ -99,3 +99,27 @@ def _file(data: bytes):
     import io
 
     return io.BytesIO(data)
+
+
+def test_several_image_parts_make_one_job_each(client):
+    import io
+
+    parts = [("image", (io.BytesIO(jpeg(160, 120, name)), f"{name}.jpg"))
+             for name in ("chelsea", "rocket", "coffee")]
+    response = client.post("/jobs?wait=30&top_k=2", data={"image": [p[1] for p in parts]})
+    assert response.status_code == 200
+    jobs = response.get_json()["jobs"]
+    assert len(jobs) == 3 and len({job["id"] for job in jobs}) == 3
+    for job in jobs:
+        assert_succeeded(job, top_k=2)
+    # Each is an ordinary job afterwards.
+    assert client.get(f"/jobs/{jobs[1]['id']}").get_json() == jobs[1]
+
+
+def test_several_images_with_an_idempotency_key_are_refused(client):
+    import io
+
+    response = client.post("/jobs", headers={"Idempotency-Key": "k1"},
+                           data={"image": [(io.BytesIO(jpeg(64, 48)), "a.jpg"),
+                                           (io.BytesIO(jpeg(64, 48)), "b.jpg")]})
+    assert response.status_code == 422

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 from flask import Blueprint, current_app, g, jsonify, request
 
-from shared.errors import Unauthorized
-from shared.jobs import Job
+from shared.errors import InvalidField, Unauthorized
+from shared.jobs import Job, JobList
 from web.idempotency import check_key
 from web.waiting import requested_wait
 
@@ -53,14 +55,33 @@ def submit():
     key = request.headers.get("Idempotency-Key")
     if key is not None:
         key = check_key(key)
-    submission = _intake().read(request)
-    job, replayed = _service().submit(submission, g.owner, key)
+    submissions = _intake().read(request)
+    if len(submissions) > 1:
+        return _submit_many(submissions, key, wait)
+    job, replayed = _service().submit(submissions[0], g.owner, key)
     if wait > 0:
         job = _service().wait(job.id, wait, g.owner)
     status = 200 if job.status.is_terminal() else 202
     response = _job_response(job, status, waited=wait, from_prefer=from_prefer)
     if replayed:
         response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
+def _submit_many(submissions, key, wait: float):
+    """Several `image` parts: one job each, answered as `{"jobs": [...]}` in order."""
+    if key is not None:
+        raise InvalidField("Idempotency-Key: send one image per request to use a key",
+                           details=[{"field": "Idempotency-Key",
+                                     "message": "one image per request"}])
+    jobs = [_service().submit(submission, g.owner)[0] for submission in submissions]
+    if wait > 0:
+        deadline = time.monotonic() + wait
+        jobs = [_service().wait(job.id, max(0.0, deadline - time.monotonic()), g.owner)
+                for job in jobs]
+    status = 200 if all(job.status.is_terminal() for job in jobs) else 202
+    response = jsonify(JobList(jobs=jobs).model_dump(mode="json"))
+    response.status_code = status
     return response
 
 
