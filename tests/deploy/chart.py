@@ -24,6 +24,8 @@ VALUE_SETS = {
                   "external": {"host": "redis.example.internal", "port": 6380, "cidr": "10.20.0.0/16"},
                   "auth": {"existingSecret": "external-redis", "passwordKey": "password"}},
         "apiKeysSecret": "resq-api-keys",
+        "webhookSecret": "resq-webhooks",
+        "networkPolicy": {"enabled": True, "workerEgressCidrs": ["203.0.113.0/24"]},
         "flower": {"existingSecret": "resq-flower-auth"},
         "serviceMonitor": {"enabled": True},
     },
@@ -38,6 +40,7 @@ VALUE_SETS = {
 USER_SECRETS = {
     "default": {},
     "external-redis": {"external-redis": {"password"}, "resq-api-keys": {"API_KEYS"},
+                       "resq-webhooks": {"WEBHOOK_SECRET"},
                        "resq-flower-auth": {"FLOWER_BASIC_AUTH"}},
     "scale-to-zero": {},
 }

@@ -71,6 +71,13 @@ app.kubernetes.io/component: {{ .component }}
       name: {{ .Values.apiKeysSecret }}
       key: API_KEYS
 {{- end }}
+{{- if .Values.webhookSecret }}
+- name: WEBHOOK_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.webhookSecret }}
+      key: WEBHOOK_SECRET
+{{- end }}
 {{- end -}}
 
 {{/* Spread a component's pods over nodes. */}}
