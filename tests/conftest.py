@@ -9,7 +9,7 @@ from contextlib import contextmanager
 import pytest
 
 from shared.settings import load_settings
-from tests.support.processes import redis_server, start_worker
+from tests.support.processes import redis_server, start_gunicorn, start_worker
 from web import create_app
 
 WORKER_QUEUE = "resq-test"
@@ -27,6 +27,16 @@ def worker(redis_url, tmp_path_factory):
     proc = start_worker(redis_url, WORKER_QUEUE, tmp_path_factory.mktemp("worker") / "worker.log")
     yield proc
     proc.stop()
+
+
+@pytest.fixture(scope="session")
+def http_service(redis_url, worker, tmp_path_factory):
+    """Real gunicorn (no rate limit) on the session worker's queue, for the tests that
+    go through HTTP as a client would: its base URL."""
+    web, base = start_gunicorn(redis_url, WORKER_QUEUE,
+                               tmp_path_factory.mktemp("http") / "web.log", RATE_LIMIT="")
+    yield base
+    web.stop()
 
 
 def make_settings(redis_url: str, **overrides):

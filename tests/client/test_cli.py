@@ -12,7 +12,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from resq_client import ResqClient
-from tests.conftest import WORKER_QUEUE
 from tests.support.images import jpeg
 from tests.support.processes import VENV_BIN, base_env, free_port, start_gunicorn
 
@@ -20,11 +19,8 @@ KEY = "cli-test-key-0123456789"
 
 
 @pytest.fixture(scope="module")
-def server(redis_url, worker, tmp_path_factory):
-    web, base = start_gunicorn(redis_url, WORKER_QUEUE,
-                               tmp_path_factory.mktemp("cli") / "web.log", RATE_LIMIT="")
-    yield base
-    web.stop()
+def server(http_service):
+    return http_service
 
 
 @pytest.fixture(scope="module")

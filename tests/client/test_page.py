@@ -10,17 +10,12 @@ from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.conftest import WORKER_QUEUE
 from tests.support.images import jpeg
-from tests.support.processes import start_gunicorn
 
 
 @pytest.fixture(scope="module")
-def server(redis_url, worker, tmp_path_factory):
-    web, base = start_gunicorn(redis_url, WORKER_QUEUE,
-                               tmp_path_factory.mktemp("page") / "web.log", RATE_LIMIT="")
-    yield base
-    web.stop()
+def server(http_service):
+    return http_service
 
 
 @pytest.fixture(scope="module")
