@@ -74,6 +74,12 @@ def make_celery(settings: Settings, *, store_retries: int = 2) -> Celery:
         redis_socket_timeout=REDIS_SOCKET_TIMEOUT,
         redis_socket_connect_timeout=REDIS_SOCKET_TIMEOUT,
         redis_retry_on_timeout=True,
+        # Every result-backend call retries a lost connection (`store_retries` times,
+        # 50 ms to 1 s apart), not only the writes: storing a result first reads it.
+        result_backend_always_retry=True,
+        result_backend_max_retries=store_retries,
+        result_backend_base_sleep_between_retries_ms=50,
+        result_backend_max_sleep_between_retries_ms=1000,
         result_backend_transport_options={"retry_policy": {
             "max_retries": store_retries, "interval_start": 0,
             "interval_step": 0.5, "interval_max": 1}},

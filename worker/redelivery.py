@@ -5,7 +5,7 @@ in the `unacked` hash; a worker killed in between (the message read, or still in
 its socket buffer) takes the message with it, and the visibility timeout cannot
 bring back what was never recorded. The web tier records every accepted job in
 `resq:inflight`; this sweeper, run by every worker (one at a time, under a Redis
-lock), finds the jobs accepted more than `stale_after` seconds ago that have no
+lock per queue), finds the jobs accepted more than `stale_after` seconds ago that have no
 result and no message anywhere (neither waiting in the queue nor unacked), and
 sends their message again. A job found in transit at that moment is sent twice at
 worst, which is harmless: a stored result is never computed again.
@@ -28,7 +28,7 @@ from shared.jobs import JobStatus
 log = logging.getLogger(__name__)
 
 UNACKED_KEY = "unacked"  # kombu's Redis transport default
-LOCK_KEY = "resq:sweeper-lock"
+LOCK_PREFIX = "resq:sweeper-lock:"  # one sweeper at a time per queue
 
 
 def _message_id(raw: bytes | str, *, unacked: bool) -> str | None:
@@ -99,7 +99,8 @@ class LostJobSweeper:
         while not self._stopping.wait(self.interval):
             try:
                 # One sweeper at a time across all workers.
-                if self.client.set(LOCK_KEY, "1", nx=True, ex=max(1, int(self.interval))):
+                if self.client.set(LOCK_PREFIX + self.queue, "1", nx=True,
+                                   ex=max(1, int(self.interval))):
                     self.sweep_once()
             except Exception as error:  # Redis away: try again next round
                 log.warning("lost-job sweep failed: %s", error)

@@ -3,6 +3,8 @@ with a webhook gets a delivery task (`worker.webhooks`)."""
 
 from __future__ import annotations
 
+import logging
+
 from celery import Celery, Task
 from celery.exceptions import Ignore
 
@@ -16,14 +18,21 @@ from worker.runtime import load_runtime
 from worker.webhooks import DeliveryFailed, WebhookSender
 
 MAX_BACKOFF_SECONDS = 60
+log = logging.getLogger(__name__)
 
 
 def register_tasks(app: Celery, settings, records: JobRecords) -> None:
     def finished(job_id: str) -> None:
-        records.finish(job_id)
-        record = records.get(job_id)
-        if record is not None and record.webhook:
-            app.send_task(WEBHOOK_TASK, args=[job_id], queue=webhook_queue(settings.queue_name))
+        """Tidy up after a stored result. Nothing here may fail the job: its result
+        is stored already (a leftover record or image expires with the TTL)."""
+        try:
+            records.finish(job_id)
+            record = records.get(job_id)
+            if record is not None and record.webhook:
+                app.send_task(WEBHOOK_TASK, args=[job_id],
+                              queue=webhook_queue(settings.queue_name))
+        except Exception:
+            log.exception("could not tidy up after job %s", job_id, extra={"job_id": job_id})
 
     class ClassifyTask(Task):
         # Runs after the result is stored (and before the message is acked).

@@ -11,6 +11,7 @@ from shared.celery_app import make_celery
 from shared.job_records import JobRecords
 from tests.conftest import running_app
 from tests.support.images import jpeg
+from tests.support.processes import await_condition
 from worker.redelivery import LostJobSweeper
 
 
@@ -45,3 +46,27 @@ def test_sweeper_resends_only_lost_unfinished_jobs(idle_settings):
     # A second sweep finds the re-sent message in the queue and sends nothing more.
     assert sweeper.sweep_once(now=time.time() + 1000) == []
     assert sorted(queued_ids(client, queue)) == sorted([lost, waiting])
+
+
+def test_a_sweeper_of_another_queue_does_not_hold_this_queues_sweep(idle_settings):
+    """The sweep lock is per queue: a busy sweeper elsewhere on the same Redis (a
+    second deployment, or the test session's own worker) never starves this one."""
+    from worker.redelivery import LOCK_PREFIX
+
+    queue = idle_settings.queue_name
+    client = redis.Redis.from_url(idle_settings.redis_url)
+    celery = make_celery(idle_settings)
+    records = JobRecords(client, idle_settings.result_ttl_seconds, queue)
+    with running_app(idle_settings) as app:
+        lost = app.test_client().post("/jobs", data=jpeg(), content_type="image/jpeg") \
+            .get_json()["id"]
+    client.delete(queue)  # the message vanishes
+    client.set(LOCK_PREFIX + "some-other-queue", "1", ex=60)  # another queue's sweeper
+    sweeper = LostJobSweeper(client, celery, records, queue, stale_after=0, interval=0.2)
+    sweeper.start()
+    try:
+        await_condition(lambda: queued_ids(client, queue) == [lost], 10, "the sweep")
+    finally:
+        sweeper.stop()
+        client.delete(LOCK_PREFIX + "some-other-queue")
+    assert queued_ids(client, queue) == [lost]
