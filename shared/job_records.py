@@ -106,11 +106,13 @@ class JobRecords:
             pipe.zrem(self.inflight_key, job_id)
             pipe.execute()
 
-    def finish(self, job_id: str) -> None:
+    def finish(self, job_id: str) -> str:
         """The result is stored: drop the image and keep the record as long as the
-        result."""
+        result. Returns the job's webhook URL ("" for none), read in the same trip."""
         with self.client.pipeline(transaction=True) as pipe:
             pipe.delete(IMAGE_PREFIX + job_id)
             pipe.expire(RECORD_PREFIX + job_id, self.ttl)
             pipe.zrem(self.inflight_key, job_id)
-            pipe.execute()
+            pipe.hget(RECORD_PREFIX + job_id, "webhook")
+            webhook = pipe.execute()[-1]
+        return (webhook or b"").decode()

@@ -10,7 +10,7 @@ import os
 import secrets
 import sys
 
-from shared.settings import Settings, SettingsError, get_settings
+from shared.settings import Settings, settings_or_exit
 
 
 ONE_TIME_USER = "resq"
@@ -25,11 +25,7 @@ def flower_args(settings: Settings, one_time_password: str) -> list[str]:
 
 
 def main() -> int:
-    try:
-        settings = get_settings()
-    except SettingsError as error:
-        print(f"resq flower: {error}", file=sys.stderr)
-        return 2
+    settings = settings_or_exit("resq flower")
     password = secrets.token_urlsafe(12)
     if not settings.flower_basic_auth:
         print(f"resq flower: http://127.0.0.1:{settings.flower_port} user {ONE_TIME_USER} "

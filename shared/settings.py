@@ -7,6 +7,7 @@ and what it got (`load_settings`).
 
 from __future__ import annotations
 
+import sys
 from enum import Enum
 from functools import lru_cache
 from pathlib import Path
@@ -261,6 +262,19 @@ def load_settings(**overrides) -> Settings:
         return Settings(**overrides)
     except ValidationError as error:
         raise SettingsError("invalid settings:\n" + describe_errors(error)) from None
+
+
+BAD_SETTINGS_EXIT = 2
+
+
+def settings_or_exit(program: str) -> Settings:
+    """The process-wide settings for a command; bad values print one line each,
+    prefixed by `program`, and exit with status 2."""
+    try:
+        return get_settings()
+    except SettingsError as error:
+        print(f"{program}: {error}", file=sys.stderr)
+        raise SystemExit(BAD_SETTINGS_EXIT) from None
 
 
 @lru_cache(maxsize=1)

@@ -5,15 +5,11 @@ from __future__ import annotations
 
 import sys
 
-from shared.settings import SettingsError, get_settings
+from shared.settings import settings_or_exit
 
 
 def main(argv: list[str]) -> int:
-    try:
-        settings = get_settings()
-    except SettingsError as error:
-        print(f"resq worker: {error}", file=sys.stderr)
-        return 2
+    settings = settings_or_exit("resq worker")
     from shared.log_format import configure
 
     configure(settings.log_level, settings.log_format)

@@ -9,15 +9,11 @@ from __future__ import annotations
 import sys
 
 from shared.log_format import configure
-from shared.settings import SettingsError, get_settings
+from shared.settings import settings_or_exit
 
 
 def main() -> int:
-    try:
-        settings = get_settings()
-    except SettingsError as error:
-        print(f"resq prepare: {error}", file=sys.stderr)
-        return 2
+    settings = settings_or_exit("resq prepare")
     configure(settings.log_level, settings.log_format)
     from worker.runtime import build_classifier
     from worker.weights import resolve_weights

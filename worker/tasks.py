@@ -26,9 +26,7 @@ def register_tasks(app: Celery, settings, records: JobRecords) -> None:
         """Tidy up after a stored result. Nothing here may fail the job: its result
         is stored already (a leftover record or image expires with the TTL)."""
         try:
-            records.finish(job_id)
-            record = records.get(job_id)
-            if record is not None and record.webhook:
+            if records.finish(job_id):  # it has a webhook
                 app.send_task(WEBHOOK_TASK, args=[job_id],
                               queue=webhook_queue(settings.queue_name))
         except Exception:
