@@ -120,8 +120,10 @@ def test_prometheus_counts_every_job_in_both_tiers(stack, jobs_done):
     # Several gunicorn processes did the counting (one file of counters per process).
     counters = list((stack["tmp"] / "metrics").glob("counter_*.db"))
     assert len(counters) >= 2, counters
+    # Each target is up (Flower, started last, may be a scrape or two behind).
     for job in ("resq-web", "resq-worker", "resq-flower"):
-        assert query(prom, f'up{{job="{job}"}}') == 1.0, job
+        await_condition(lambda: query(prom, f'up{{job="{job}"}}') == 1.0, 30, f"{job} up",
+                        interval=0.5)
     assert query(prom, 'resq_queue_length{job="resq-web"}') == 0.0
     assert query(prom, 'resq_queue_length{job="resq-worker"}') == 0.0
     assert query(prom, "resq_model_load_seconds") > 0
