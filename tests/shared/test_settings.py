@@ -4,7 +4,8 @@ from shared.settings import Precision, SettingsError, load_settings
 
 
 def test_defaults_match_the_readme(monkeypatch):
-    for name in ("REDIS_URL", "QUEUE_NAME", "PORT", "MODEL_WEIGHTS", "WAIT_MAX_SECONDS"):
+    for name in ("REDIS_URL", "QUEUE_NAME", "PORT", "MODEL_WEIGHTS", "MODEL_PRECISION",
+                 "WAIT_MAX_SECONDS"):
         monkeypatch.delenv(name, raising=False)
     settings = load_settings()
     assert settings.redis_url == "redis://localhost:6379/0"
@@ -21,7 +22,8 @@ def test_reads_the_environment(monkeypatch):
     monkeypatch.setenv("MODEL_PRECISION", "bf16")
     monkeypatch.setenv("MAX_UPLOAD_BYTES", "2048")
     settings = load_settings()
-    assert (settings.port, settings.model_precision, settings.max_upload_bytes) == (9001, Precision.BF16, 2048)
+    assert (settings.port, settings.model_precision, settings.max_upload_bytes) == \
+        (9001, Precision.BF16, 2048)
 
 
 def test_one_clear_line_per_bad_value(monkeypatch):

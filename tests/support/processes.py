@@ -58,6 +58,7 @@ class Process:
         self._log = open(log_path, "wb")
         self.popen = subprocess.Popen(args, env=env, cwd=cwd, stdout=self._log,
                                       stderr=subprocess.STDOUT, start_new_session=True)
+        _started.append(self)
 
     @property
     def pid(self) -> int:
@@ -84,12 +85,37 @@ class Process:
         return self.popen.returncode
 
 
+_started: list[Process] = []
+
+
+def running_processes() -> set[Process]:
+    """Every `Process` of this run that has not exited: what a test's teardown
+    compares with what ran before it (tests/conftest.py)."""
+    return {proc for proc in _started if proc.alive()}
+
+
+# Settings a run of the suite may force for every process it starts: the
+# precision, so that `MODEL_PRECISION=fp32 make test` (or `=bf16`) runs the whole
+# suite as on a CPU of another kind. Every other resq setting of the caller's
+# environment is dropped, so that a developer's own settings never leak in.
+FORCED_SETTINGS = ("MODEL_PRECISION",)
+RESQ_SETTING_PREFIXES = ("REDIS_", "QUEUE_", "MODEL_", "MAX_", "WAIT_", "RESULT_", "WORKER_",
+                         "TORCH_THREADS", "WEB_", "BATCH_", "COMPILE_", "METRICS_", "PROMETHEUS_",
+                         "LOG_", "API_KEYS", "RATE_LIMIT", "FLOWER_", "URL_FETCH_")
+
+
+def worker_precision() -> str:
+    """The precision a worker started by the suite runs at on this machine, asked of
+    the worker's own function (never hard-coded: it differs between CPUs)."""
+    from shared.settings import Precision
+    from worker.precision import resolve_precision
+
+    return resolve_precision(Precision(os.environ.get("MODEL_PRECISION", "auto").lower()))
+
+
 def base_env(**overrides) -> dict:
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("REDIS_", "QUEUE_", "MODEL_", "MAX_", "WAIT_", "RESULT_",
-                                "WORKER_", "TORCH_THREADS", "WEB_", "BATCH_", "COMPILE_",
-                                "METRICS_", "PROMETHEUS_", "LOG_", "API_KEYS", "RATE_LIMIT",
-                                "FLOWER_", "URL_FETCH_"))}
+           if k in FORCED_SETTINGS or not k.startswith(RESQ_SETTING_PREFIXES)}
     env.update({"PYTHONUNBUFFERED": "1", "PATH": f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"})
     env.update({k: str(v) for k, v in overrides.items()})
     return env

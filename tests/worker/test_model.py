@@ -4,13 +4,11 @@ import pytest
 import torch
 from torchvision.models import ResNet50_Weights, resnet50
 
-from shared.settings import Precision
 from tests.support.images import jpeg
 from worker.batching import Batcher, BatchRunner
 from worker.classifier import Classifier
 from worker.model import load_model
 from worker.preprocess import preprocess
-from worker.precision import resolve_precision
 from worker.weights import WeightsSource, WeightsUnavailable, resolve_weights
 
 
@@ -86,11 +84,3 @@ def test_scores_are_the_softmax_of_the_logits(classifier):
     denominator = 997 + math.e + math.e**2 + math.e**3
     assert [p["class_id"] for p in top] == [999, 998, 997]
     assert top[0]["score"] == pytest.approx(math.e**3 / denominator)
-
-
-@pytest.mark.parametrize("flags,expected", [
-    ({"avx2", "amx_bf16"}, "bf16"), ({"avx512_bf16"}, "bf16"), ({"avx2"}, "fp32"), (set(), "fp32"),
-])
-def test_auto_precision_follows_the_cpu(flags, expected):
-    assert resolve_precision(Precision.AUTO, frozenset(flags)) == expected
-    assert resolve_precision(Precision.FP32, frozenset(flags)) == "fp32"

@@ -1,0 +1,26 @@
+"""What the broker holds, read from Redis as the workers and KEDA see it: the jobs
+waiting in a queue and the jobs workers have taken but not yet acknowledged
+(kombu's `unacked` hash). Tests await these instead of a job's transient
+`started` state, which a fast machine can pass between two polls."""
+
+from __future__ import annotations
+
+import json
+
+import redis
+
+UNACKED_KEY = "unacked"  # kombu.transport.redis.Channel.unacked_key
+
+
+def held_job_ids(client: redis.Redis) -> set[str]:
+    """Ids of every task that a worker has taken and not acknowledged."""
+    return {json.loads(raw)[0]["headers"]["id"] for raw in client.hvals(UNACKED_KEY)}
+
+
+def snapshot(client: redis.Redis, queue: str) -> tuple[int, set[str]]:
+    """(jobs waiting in `queue`, ids held by workers), read in one transaction."""
+    with client.pipeline(transaction=True) as pipe:
+        pipe.llen(queue)
+        pipe.hvals(UNACKED_KEY)
+        waiting, held = pipe.execute()
+    return waiting, {json.loads(raw)[0]["headers"]["id"] for raw in held}
