@@ -3,16 +3,55 @@ weights) and Flask apps built by `create_app` against them."""
 
 from __future__ import annotations
 
+import signal
 import uuid
 from contextlib import contextmanager
 
 import pytest
 
 from shared.settings import load_settings
-from tests.support.processes import redis_server, start_gunicorn, start_worker
+from tests.support import reaper
+from tests.support.processes import redis_server, running_processes, start_gunicorn, start_worker
 from web import create_app
 
 WORKER_QUEUE = "resq-test"
+
+
+def pytest_configure(config):
+    config.resq_run_token = reaper.mark_run()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """No process of the suite is left after the run: any that still carries the
+    run's token is killed, named, and fails the run."""
+    left = reaper.reap(session.config.resq_run_token)
+    if left:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        message = "processes of the suite still running at its end (killed now):"
+        for line in [message, *left]:
+            if reporter is not None:
+                reporter.write_line(line, red=True)
+            else:
+                print(line)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_collection_modifyitems(items):
+    """A test served by the session's gunicorn starts real processes of its own."""
+    for item in items:
+        if "http_service" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.processes)
+
+
+@pytest.fixture(autouse=True)
+def _stop_what_the_test_started():
+    """A test's own processes end with it, pass or fail: whatever the test (or its
+    function-scoped fixtures) started and left running is killed at its teardown.
+    Module- and session-scoped fixtures start theirs before this runs."""
+    before = running_processes()
+    yield
+    for proc in running_processes() - before:
+        proc.stop(signal.SIGKILL)
 
 
 @pytest.fixture(scope="session")
