@@ -1,12 +1,18 @@
-"""`/openapi.json` and `/docs`, an interactive page for it (Swagger UI, served from
-the swagger-ui-bundle package so it works without internet)."""
+"""`/openapi.json` and `/docs`, an interactive page for it: Swagger UI 5, which
+renders OpenAPI 3.1, served from the files the flask-swagger-ui package ships
+(no CDN: the page works without internet)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import flask_swagger_ui
 from flask import Blueprint, current_app, jsonify, send_from_directory
-from swagger_ui_bundle import swagger_ui_path
 
 bp = Blueprint("docs", __name__)
+
+# Swagger UI's own distribution (swagger-ui-dist), as the package carries it.
+SWAGGER_UI_DIR = Path(flask_swagger_ui.__file__).parent / "dist"
 
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>resq API</title>
@@ -29,4 +35,4 @@ def docs():
 
 @bp.get("/docs/static/<path:filename>")
 def docs_static(filename: str):
-    return send_from_directory(swagger_ui_path, filename)
+    return send_from_directory(SWAGGER_UI_DIR, filename)
