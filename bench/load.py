@@ -30,7 +30,8 @@ def drive(base_url: str, images: list[bytes], concurrency: int, seconds: float,
                 return
             sent = time.perf_counter()
             try:
-                response = session.post(f"{base_url}/jobs?wait=120", data=images[index % len(images)],
+                response = session.post(f"{base_url}/jobs?wait=120",
+                                        data=images[index % len(images)],
                                         headers={"Content-Type": "image/jpeg"}, timeout=180)
                 ok = response.status_code == 200 and response.json()["status"] == "succeeded"
                 outcome = None if ok else f"{response.status_code} {response.text[:200]}"

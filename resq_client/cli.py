@@ -21,8 +21,14 @@ import sys
 import time
 from pathlib import Path
 
-from resq_client.client import (MEDIA_TYPES, TERMINAL, JobTimeout, ResqClient, ResqClientError,
-                                ServiceUnavailable)
+from resq_client.client import (
+    MEDIA_TYPES,
+    TERMINAL,
+    JobTimeout,
+    ResqClient,
+    ResqClientError,
+    ServiceUnavailable,
+)
 
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED, EXIT_TIMEOUT, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4
 

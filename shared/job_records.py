@@ -88,7 +88,8 @@ class JobRecords:
 
     def stale_inflight(self, older_than: float) -> list[str]:
         """Unfinished jobs accepted (or last re-sent) before `older_than`."""
-        return [i.decode() for i in self.client.zrangebyscore(self.inflight_key, "-inf", older_than)]
+        found = self.client.zrangebyscore(self.inflight_key, "-inf", older_than)
+        return [i.decode() for i in found]
 
     def touch_inflight(self, job_id: str, when: float) -> None:
         self.client.zadd(self.inflight_key, {job_id: when}, xx=True)

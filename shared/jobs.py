@@ -6,13 +6,13 @@ and generate the OpenAPI document, so the three never drift apart.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 
-class JobStatus(str, Enum):
+class JobStatus(StrEnum):
     """Where a job is in its life. The only place statuses are defined."""
 
     QUEUED = "queued"
@@ -24,7 +24,7 @@ class JobStatus(str, Enum):
         return self in (JobStatus.SUCCEEDED, JobStatus.FAILED)
 
     @classmethod
-    def from_celery_state(cls, state: str) -> "JobStatus":
+    def from_celery_state(cls, state: str) -> JobStatus:
         """Map a Celery task state onto a job status. PENDING means "no result yet";
         it reads as `queued` only for ids the web tier has recorded."""
         return _CELERY_STATES.get(state, cls.QUEUED)
@@ -45,7 +45,7 @@ TOP_K_DEFAULT = 5
 TOP_K_MAX = 20
 
 
-class InputForm(str, Enum):
+class InputForm(StrEnum):
     """How an image reached `POST /jobs`."""
 
     MULTIPART = "multipart"
@@ -61,7 +61,8 @@ class SubmitOptions(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    top_k: int = Field(TOP_K_DEFAULT, ge=1, le=TOP_K_MAX, description="How many predictions to return.")
+    top_k: int = Field(TOP_K_DEFAULT, ge=1, le=TOP_K_MAX,
+                       description="How many predictions to return.")
     webhook: str | None = Field(
         None, max_length=2048, json_schema_extra={"format": "uri"},
         description="http(s) URL that gets the finished job (the body of GET /jobs/<id>) "

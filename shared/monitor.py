@@ -12,7 +12,6 @@ import sys
 
 from shared.settings import Settings, settings_or_exit
 
-
 ONE_TIME_USER = "resq"
 
 

@@ -8,17 +8,16 @@ and what it got (`load_settings`).
 from __future__ import annotations
 
 import sys
-from enum import Enum
+from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-
 from typing import Annotated
 
 from pydantic import Field, IPvAnyNetwork, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
-class Precision(str, Enum):
+class Precision(StrEnum):
     """Numeric precision of the model's forward pass."""
 
     AUTO = "auto"
@@ -212,7 +211,8 @@ class Settings(BaseSettings):
         for entry in filter(None, (p.strip() for p in value.get_secret_value().split(","))):
             if entry.startswith("sha256:"):
                 hexdigest = entry.removeprefix("sha256:")
-                if len(hexdigest) != 64 or any(c not in "0123456789abcdefABCDEF" for c in hexdigest):
+                hex_digits = "0123456789abcdefABCDEF"
+                if len(hexdigest) != 64 or any(c not in hex_digits for c in hexdigest):
                     raise ValueError("a `sha256:` entry must hold 64 hex digits")
             elif len(entry) < 16:
                 raise ValueError("each key must be at least 16 characters long")

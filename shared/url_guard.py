@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from shared.errors import BadUrl
 

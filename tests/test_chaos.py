@@ -17,12 +17,20 @@ import threading
 import time
 from collections import Counter
 
+import pytest
 import redis
 import requests
 
 from tests.support.images import jpeg
-from tests.support.processes import (await_condition, free_port, start_gunicorn, start_redis,
-                                     start_worker)
+from tests.support.processes import (
+    await_condition,
+    free_port,
+    start_gunicorn,
+    start_redis,
+    start_worker,
+)
+
+pytestmark = [pytest.mark.chaos, pytest.mark.processes]
 
 JOBS = 300
 CLIENTS = 4
@@ -156,8 +164,9 @@ def test_no_job_is_lost_through_worker_kills_and_a_redis_restart(tmp_path):
         finished_at = time.monotonic()
 
         final = statuses(client, ids)
-        lost = [i for i, status in zip(ids, final) if status is None]
-        unexpected = [i for i, status in zip(ids, final) if status not in (None, "SUCCESS")]
+        lost = [i for i, status in zip(ids, final, strict=True) if status is None]
+        unexpected = [i for i, status in zip(ids, final, strict=True)
+                      if status not in (None, "SUCCESS")]
         known = {key.decode().removeprefix("celery-task-meta-")
                  for key in client.scan_iter("celery-task-meta-*", count=1000)}
         unexpected += sorted(known - set(ids))

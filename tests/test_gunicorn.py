@@ -10,6 +10,8 @@ from tests.conftest import WORKER_QUEUE
 from tests.support.images import jpeg
 from tests.support.processes import start_gunicorn
 
+pytestmark = pytest.mark.processes
+
 
 @pytest.fixture(scope="module")
 def web(redis_url, worker, tmp_path_factory):
@@ -44,7 +46,8 @@ def test_multipart_over_http_then_poll(web):
 def test_errors_over_http_are_json(web):
     response = requests.post(f"{web}/jobs", data=b"plain text",
                              headers={"Content-Type": "text/plain"}, timeout=10)
-    assert response.status_code == 415 and response.json()["error"]["code"] == "unsupported_media_type"
+    assert response.status_code == 415
+    assert response.json()["error"]["code"] == "unsupported_media_type"
     missing = requests.get(f"{web}/jobs/00000000-0000-4000-8000-000000000000", timeout=10)
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "job_not_found"
 

@@ -13,6 +13,8 @@ from tests.conftest import WORKER_QUEUE
 from tests.support.hostile import corpus
 from tests.support.processes import start_gunicorn
 
+pytestmark = pytest.mark.processes
+
 MAX_UPLOAD_BYTES = 2 * 1024 * 1024
 MiB = 1024 * 1024
 # A decoded 100000 x 100000 bomb would need 30 GB; these bounds are far below that

@@ -4,11 +4,14 @@ the running worker and web tier reconnect by themselves."""
 
 import signal
 
+import pytest
 import redis
 
 from tests.conftest import make_settings, running_app
 from tests.support.images import jpeg
 from tests.support.processes import await_condition, free_port, start_redis, start_worker
+
+pytestmark = [pytest.mark.chaos, pytest.mark.processes]
 
 
 def test_accepted_jobs_survive_redis_kill_9_and_everything_reconnects(tmp_path):

@@ -4,6 +4,7 @@ that asks for one is POSTed, signed, when it finishes (the body is what GET
 the SSRF guard at submission and at delivery; without WEBHOOK_SECRET, webhooks
 are refused. Every listener is on loopback."""
 
+import itertools
 import json
 import threading
 import time
@@ -17,6 +18,8 @@ from tests.support.http_server import Trap
 from tests.support.images import jpeg
 from tests.support.processes import await_condition, start_worker
 from worker.webhooks import SIGNATURE_HEADER, verify
+
+pytestmark = pytest.mark.processes
 
 SECRET = "webhook-test-secret"
 
@@ -98,7 +101,7 @@ def test_a_failing_receiver_is_retried_with_backoff(hooked):
     finally:
         receiver.close()
     assert [d["job_id"] for d in receiver.deliveries] == [job_id] * 3
-    gaps = [b["at"] - a["at"] for a, b in zip(receiver.deliveries, receiver.deliveries[1:])]
+    gaps = [b["at"] - a["at"] for a, b in itertools.pairwise(receiver.deliveries)]
     assert gaps[0] >= 0.9 and gaps[1] >= 1.8, gaps  # 1 s, then 2 s
 
 

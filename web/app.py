@@ -10,6 +10,7 @@ from shared.celery_app import make_celery
 from shared.queue_metrics import QueueCollector
 from shared.redis_client import connect
 from shared.settings import Settings, get_settings
+from shared.url_guard import AddressPolicy
 from web import VERSION, metrics
 from web.auth import ApiKeys
 from web.blueprints import docs, jobs, page, probes
@@ -20,7 +21,6 @@ from web.openapi import build_openapi
 from web.rate_limits import install_rate_limits
 from web.result_waiter import ResultWaiter
 from web.url_fetch import UrlFetcher
-from shared.url_guard import AddressPolicy
 
 # Room for the multipart envelope around an image of the maximum size.
 MULTIPART_OVERHEAD = 64 * 1024

@@ -9,8 +9,7 @@ from flask import Flask, jsonify
 from flask_limiter.errors import RateLimitExceeded
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from shared.errors import (BadRequest, MethodNotAllowed, NotFound, PayloadTooLarge,
-                           ResqError)
+from shared.errors import BadRequest, MethodNotAllowed, NotFound, PayloadTooLarge, ResqError
 from web import metrics
 from web.rate_limits import as_resq_error
 

@@ -16,7 +16,6 @@ from shared.pinned_http import url_parts
 from web.idempotency import fingerprint
 from web.url_fetch import UrlFetcher
 
-
 # Most `image` parts in one multipart request (the body's size limit holds too).
 MAX_IMAGES_PER_REQUEST = 32
 
@@ -68,7 +67,8 @@ class Intake:
                 raise UnsupportedMediaType(
                     f"{mimetype} is not an accepted image type; send one of "
                     + ", ".join(sorted(ACCEPTED_MEDIA_TYPES)))
-            images, options, form = [request.get_data(cache=False)], self._options(request), InputForm.RAW
+            images, form = [request.get_data(cache=False)], InputForm.RAW
+            options = self._options(request)
         elif mimetype == "application/json":
             image, options, form, url = self._url(request)
             images = [image]

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from pydantic.json_schema import models_json_schema
 
-from shared.jobs import (TOP_K_MAX, ErrorResponse, Health, Job, JobList, SubmitOptions,
-                         UrlSubmission)
+from shared.jobs import TOP_K_MAX, ErrorResponse, Health, Job, JobList, SubmitOptions, UrlSubmission
 
 REF = "#/components/schemas/{model}"
 

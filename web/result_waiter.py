@@ -16,7 +16,6 @@ from contextlib import contextmanager
 
 import redis
 
-
 log = logging.getLogger(__name__)
 
 CHANNEL_PREFIX = "celery-task-meta-"

@@ -1,6 +1,6 @@
 """Fetches an image named by URL, closed to SSRF: http(s) only; the host resolved
-once and every address checked (`shared.url_guard`, `shared.pinned_http`); the connection made to the
-checked address (TLS still verifies the certificate against the host name);
+once and every address checked (`shared.url_guard`, `shared.pinned_http`); the
+connection made to the checked address (TLS still verifies the certificate against the host name);
 every redirect checked the same way; the bytes, the time and the content type
 capped or checked, and no content encoding, so a compressed bomb never inflates.
 """

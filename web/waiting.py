@@ -37,7 +37,8 @@ def prefer_wait(header: str | None) -> str | None:
     return None
 
 
-def requested_wait(query_wait: str | None, prefer_header: str | None, cap: float) -> tuple[float, bool]:
+def requested_wait(query_wait: str | None, prefer_header: str | None,
+                   cap: float) -> tuple[float, bool]:
     """Seconds to wait (capped) and whether it came from `Prefer`."""
     if query_wait is not None:
         return _parse(query_wait, cap, "wait"), False

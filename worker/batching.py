@@ -24,10 +24,11 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Protocol
 
 import torch
 
@@ -106,11 +107,11 @@ class _Pending:
     future: Future
     queued: float
     alone: bool
-    watch: "BatchWatch | None" = None
+    watch: BatchWatch | None = None
 
 
 class Slot:
-    def __init__(self, batcher: "Batcher"):
+    def __init__(self, batcher: Batcher):
         self._batcher = batcher
         self.submitted = False
 
@@ -148,7 +149,7 @@ class Batcher:
                     self._announced -= 1
                     self._cond.notify()
 
-    def _submit(self, pending: "_Pending") -> Future:
+    def _submit(self, pending: _Pending) -> Future:
         with self._cond:
             self._announced -= 1
             self._queue.append(pending)
@@ -219,7 +220,7 @@ class Batcher:
             except BaseException as error:  # never leave a job waiting forever
                 outputs = [error] * len(batch)
             self._ended(batch)
-            for item, output in zip(batch, outputs):
+            for item, output in zip(batch, outputs, strict=True):
                 if isinstance(output, BaseException):
                     item.future.set_exception(output)
                 else:

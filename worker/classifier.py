@@ -38,5 +38,5 @@ class Classifier:
         scores, indices = torch.topk(probabilities, k=min(k, probabilities.numel()))
         return [
             {"label": self.model.labels[i], "class_id": int(i), "score": float(s)}
-            for s, i in zip(scores.tolist(), indices.tolist())
+            for s, i in zip(scores.tolist(), indices.tolist(), strict=True)
         ]

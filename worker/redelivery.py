@@ -77,7 +77,8 @@ class LostJobSweeper:
                 continue
             state = self.celery.backend.get_task_meta(job_id).get("status", "PENDING")
             record = self.records.get(job_id)
-            if record is None or record.cancelled or JobStatus.from_celery_state(state).is_terminal():
+            terminal = JobStatus.from_celery_state(state).is_terminal()
+            if record is None or record.cancelled or terminal:
                 self.records.drop_inflight(job_id)
                 continue
             self.celery.send_task(CLASSIFY_TASK, task_id=job_id, queue=self.queue,

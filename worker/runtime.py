@@ -17,8 +17,8 @@ from worker.classifier import Classifier
 from worker.compiled import CompiledModelCache, file_digest
 from worker.cores import usable_cores
 from worker.model import RANDOM_SEED, LoadedModel, load_model
-from worker.preprocess import preprocess
 from worker.precision import resolve_precision
+from worker.preprocess import preprocess
 from worker.weights import WeightsSource, resolve_weights
 
 log = logging.getLogger(__name__)

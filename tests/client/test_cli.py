@@ -2,6 +2,7 @@
 real gunicorn, Redis and worker: results, JSON output, exit codes, API keys,
 watching a folder; and the client library's retries honouring Retry-After."""
 
+import itertools
 import json
 import subprocess
 import threading
@@ -14,6 +15,8 @@ import pytest
 from resq_client import ResqClient
 from tests.support.images import jpeg
 from tests.support.processes import VENV_BIN, base_env, free_port, start_gunicorn
+
+pytestmark = pytest.mark.processes
 
 KEY = "cli-test-key-0123456789"
 
@@ -141,5 +144,5 @@ def test_the_client_retries_503_after_retry_after():
         server.shutdown()
         server.server_close()
     assert job == {"id": "x", "status": "queued"}
-    gaps = [b - a for a, b in zip(Busy.arrivals, Busy.arrivals[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(Busy.arrivals)]
     assert len(Busy.arrivals) == 3 and all(gap >= 0.9 for gap in gaps), gaps

@@ -21,7 +21,8 @@ VALUE_SETS = {
     "default": {},
     "external-redis": {
         "redis": {"enabled": False,
-                  "external": {"host": "redis.example.internal", "port": 6380, "cidr": "10.20.0.0/16"},
+                  "external": {"host": "redis.example.internal", "port": 6380,
+                               "cidr": "10.20.0.0/16"},
                   "auth": {"existingSecret": "external-redis", "passwordKey": "password"}},
         "apiKeysSecret": "resq-api-keys",
         "webhookSecret": "resq-webhooks",

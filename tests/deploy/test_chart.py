@@ -125,7 +125,7 @@ def test_probe_paths_are_served(rendered, redis_url):
     flower_routes = {(h.regex.pattern if hasattr(h, "regex") else h[0]).rstrip("$")
                      for h in handlers}
     served = {"web": web_routes, "flower": flower_routes, "worker": {"/metrics"}}
-    for workload, template in pod_specs(objects):
+    for _, template in pod_specs(objects):
         for container in template["spec"]["containers"]:
             for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
                 get = container.get(probe, {}).get("httpGet")
@@ -139,7 +139,7 @@ def test_probe_paths_are_served(rendered, redis_url):
 
 def test_pods_run_as_non_root_with_read_only_root_filesystems(rendered):
     _, objects, _ = rendered
-    for workload, template in pod_specs(objects):
+    for _, template in pod_specs(objects):
         assert template["spec"]["securityContext"]["runAsNonRoot"] is True
         for container in template["spec"]["containers"]:
             context = container["securityContext"]

@@ -60,13 +60,14 @@ def test_the_worker_image_uses_cpu_wheels_and_bakes_weights_and_compiled_model()
 
 
 def test_dockerignore_lets_in_only_what_the_images_copy():
-    lines = [l for l in (ROOT / ".dockerignore").read_text().splitlines()
-             if l and not l.startswith("#")]
+    lines = [line for line in (ROOT / ".dockerignore").read_text().splitlines()
+             if line and not line.startswith("#")]
     assert lines[0] == "*"
-    assert {l.rstrip("/") for l in lines if l.startswith("!")} == {
+    assert {line.rstrip("/") for line in lines if line.startswith("!")} == {
         "!requirements", "!shared", "!web", "!worker"}
 
 
+@pytest.mark.processes
 def test_the_worker_build_step_runs(tmp_path):
     """`python -m worker.prepare` as the image runs it (random weights and eager mode
     here: downloading needs the network, compiling is tested in test_compiled.py)."""

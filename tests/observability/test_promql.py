@@ -6,5 +6,6 @@ def test_metric_names_are_found_and_functions_labels_and_keywords_are_not():
             '{route=~"/jobs.*", wait="no"}[$__rate_interval]))) > 0.5 and on() '
             '(sum(up{job="resq-worker"}) or vector(0)) == 0')
     assert metric_names(expr) == {"resq_http_request_duration_seconds_bucket", "up"}
-    assert metric_names("process_resident_memory_bytes / on(job, instance) resq_memory_limit_bytes") \
+    ratio = "process_resident_memory_bytes / on(job, instance) resq_memory_limit_bytes"
+    assert metric_names(ratio) \
         == {"process_resident_memory_bytes", "resq_memory_limit_bytes"}

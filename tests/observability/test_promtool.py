@@ -5,9 +5,12 @@ alert has a firing and a quiet unit test that pass."""
 import shutil
 import subprocess
 
+import pytest
 import yaml
 
 from tests.support.processes import ROOT
+
+pytestmark = pytest.mark.prometheus
 
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
 

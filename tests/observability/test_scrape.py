@@ -16,8 +16,17 @@ import yaml
 
 from tests.observability.promql import metric_names
 from tests.support.images import jpeg
-from tests.support.processes import (ROOT, Process, await_condition, base_env, free_port,
-                                     start_gunicorn, start_worker)
+from tests.support.processes import (
+    ROOT,
+    Process,
+    await_condition,
+    base_env,
+    free_port,
+    start_gunicorn,
+    start_worker,
+)
+
+pytestmark = [pytest.mark.prometheus, pytest.mark.processes]
 
 JOBS = 12
 WEB_WORKERS = 3
@@ -122,7 +131,7 @@ def test_prometheus_counts_every_job_in_both_tiers(stack, jobs_done):
     assert len(counters) >= 2, counters
     # Each target is up (Flower, started last, may be a scrape or two behind).
     for job in ("resq-web", "resq-worker", "resq-flower"):
-        await_condition(lambda: query(prom, f'up{{job="{job}"}}') == 1.0, 30, f"{job} up",
+        await_condition(lambda job=job: query(prom, f'up{{job="{job}"}}') == 1.0, 30, f"{job} up",
                         interval=0.5)
     assert query(prom, 'resq_queue_length{job="resq-web"}') == 0.0
     assert query(prom, 'resq_queue_length{job="resq-worker"}') == 0.0

@@ -5,9 +5,12 @@ it prints; with it, on every interface behind those credentials."""
 import re
 
 import psutil
+import pytest
 import requests
 
 from tests.support.processes import Process, await_condition, base_env, free_port
+
+pytestmark = pytest.mark.processes
 
 
 def _listening_addresses(pid: int, port: int) -> set[str]:

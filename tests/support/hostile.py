@@ -7,8 +7,8 @@ import io
 import json
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import requests
 from PIL import Image
@@ -141,7 +141,8 @@ def corpus(max_upload_bytes: int) -> list[Case]:
         # not images, or not ones resq opens
         Case("empty body", post(b""), (400, "bad_image")),
         Case("text as image/jpeg", post(b"hello, world\n" * 10), (400, "unsupported_image_format")),
-        Case("html", post(b"<html><body>hi</body></html>", "text/html"), (415, "unsupported_media_type")),
+        Case("html", post(b"<html><body>hi</body></html>", "text/html"),
+             (415, "unsupported_media_type")),
         Case("random bytes", post(bytes(range(256)) * 64), (400, "unsupported_image_format")),
         Case("svg", post(SVG, "image/svg+xml"), (415, "unsupported_media_type")),
         Case("svg as image/png", post(SVG, "image/png"), (400, "unsupported_image_format")),
@@ -169,7 +170,8 @@ def corpus(max_upload_bytes: int) -> list[Case]:
         Case("16-bit png", post(sixteen_bit_png(), "image/png")),
         Case("cmyk jpeg", post(encode(Image.new("CMYK", (64, 48), (0, 255, 255, 0)), "JPEG"))),
         Case("palette png with transparency", post(palette_with_transparency(), "image/png")),
-        Case("rgba png", post(encode(Image.new("RGBA", (64, 48), (0, 0, 255, 10)), "PNG"), "image/png")),
+        Case("rgba png",
+             post(encode(Image.new("RGBA", (64, 48), (0, 0, 255, 10)), "PNG"), "image/png")),
         Case("exif-rotated jpeg", post(exif_rotated())),
         Case("1x1", post(encode(Image.new("RGB", (1, 1), "white"), "PNG"), "image/png")),
         Case("10000x10", post(encode(Image.new("RGB", (10000, 10), "white"), "PNG"), "image/png")),
@@ -183,7 +185,8 @@ def corpus(max_upload_bytes: int) -> list[Case]:
              chunked(b"\xff\xd8" + b"\0" * over), (413, "payload_too_large")),
         Case("chunked jpeg", chunked(whole)),
         Case("multipart with no file", multipart([], {"top_k": "3"}), (422, "invalid_field")),
-        Case("multipart file under another name", multipart([("file", good)]), (422, "invalid_field")),
+        Case("multipart file under another name", multipart([("file", good)]),
+             (422, "invalid_field")),
         Case("multipart with two images (two jobs)", multipart([("image", good), ("image", good)])),
         Case("multipart with 33 images", multipart([("image", good)] * 33), (422, "invalid_field")),
         Case("multipart with 2000 parts", multipart([("image", good)],
@@ -199,7 +202,8 @@ def corpus(max_upload_bytes: int) -> list[Case]:
         Case("json array", post(b"[1, 2]", "application/json"), (422, "invalid_field")),
         Case("url of the wrong type", post(json.dumps({"url": 5}).encode(), "application/json"),
              (422, "invalid_field")),
-        Case("top_k of the wrong type", post(good, path="/jobs?top_k=many"), (422, "invalid_field")),
+        Case("top_k of the wrong type", post(good, path="/jobs?top_k=many"),
+             (422, "invalid_field")),
         Case("top_k 0", post(good, path="/jobs?top_k=0"), (422, "invalid_field")),
         Case("top_k too large", post(good, path="/jobs?top_k=1001"), (422, "invalid_field")),
         Case("negative wait", post(good, path="/jobs?wait=-1"), (422, "invalid_field")),

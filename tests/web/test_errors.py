@@ -39,7 +39,8 @@ def test_non_images_in_a_raw_body_are_400(client, body):
 
 def test_body_over_the_limit_is_413(client, settings):
     big = b"\xff\xd8" + b"0" * settings.max_upload_bytes
-    assert_error(client.post("/jobs", data=big, content_type="image/jpeg"), 413, "payload_too_large")
+    assert_error(client.post("/jobs", data=big, content_type="image/jpeg"), 413,
+                 "payload_too_large")
     assert_error(client.post("/jobs", data={"image": (io.BytesIO(big), "big.jpg")}), 413,
                  "payload_too_large")
 
@@ -108,7 +109,8 @@ def test_url_that_fails_or_is_not_an_image_is_400(client):
 
 
 def test_url_body_over_the_limit_is_413(client, settings):
-    with serve({"/big": (200, "image/jpeg", b"\xff" * (settings.max_upload_bytes + 1))}) as (base, _):
+    too_big = b"\xff" * (settings.max_upload_bytes + 1)
+    with serve({"/big": (200, "image/jpeg", too_big)}) as (base, _):
         assert_error(client.post("/jobs", json={"url": f"{base}/big"}), 413, "payload_too_large")
 
 

@@ -48,6 +48,7 @@ def test_cancel_leaves_a_finished_job_as_it_is(client):
     assert client.get(f"/jobs/{job['id']}").get_json() == job
 
 
+@pytest.mark.processes
 def test_a_cancelled_job_is_never_run_when_a_worker_arrives(idle_settings, redis_url, tmp_path):
     with running_app(idle_settings) as app:
         client = app.test_client()
@@ -80,7 +81,8 @@ def unreachable_client(redis_url):
     from tests.conftest import make_settings
     from tests.support.processes import free_port
 
-    with running_app(make_settings(f"redis://127.0.0.1:{free_port()}/0", queue_name=WORKER_QUEUE)) as app:
+    nowhere = f"redis://127.0.0.1:{free_port()}/0"
+    with running_app(make_settings(nowhere, queue_name=WORKER_QUEUE)) as app:
         yield app.test_client()
 
 
@@ -95,10 +97,12 @@ def test_redis_unreachable_is_503_with_retry_after(unreachable_client):
 
 
 def test_queue_full_is_503_with_retry_after(redis_url):
-    from tests.conftest import make_settings
     import uuid
 
-    settings = make_settings(redis_url, queue_name=f"full-{uuid.uuid4().hex[:6]}", queue_max_length=2)
+    from tests.conftest import make_settings
+
+    settings = make_settings(redis_url, queue_name=f"full-{uuid.uuid4().hex[:6]}",
+                             queue_max_length=2)
     with running_app(settings) as app:
         client = app.test_client()
         submit(client), submit(client)

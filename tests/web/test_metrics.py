@@ -20,7 +20,8 @@ def value(found: dict, name: str, **labels) -> float:
 
 def test_requests_are_counted_by_route_template(idle_client):
     before = samples(idle_client)
-    job_id = idle_client.post("/jobs", data=jpeg(64, 48), content_type="image/jpeg").get_json()["id"]
+    job_id = idle_client.post("/jobs", data=jpeg(64, 48),
+                              content_type="image/jpeg").get_json()["id"]
     idle_client.get(f"/jobs/{job_id}")
     idle_client.get(f"/jobs/{uuid.uuid4()}")
     idle_client.get("/no/such/path")

@@ -5,9 +5,13 @@ hanging, /readyz fails, and the same app serves again once Redis is back."""
 import signal
 import time
 
+import pytest
+
 from tests.conftest import make_settings, running_app
 from tests.support.images import jpeg
 from tests.support.processes import await_condition, free_port, start_redis
+
+pytestmark = pytest.mark.chaos
 
 CONTRACT_SECONDS = 3.0
 

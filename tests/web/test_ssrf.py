@@ -12,10 +12,10 @@ import ipaddress
 
 import pytest
 
+from shared.url_guard import AddressPolicy, resolve
 from tests.conftest import make_settings, running_app
 from tests.support.http_server import Trap, serve
 from tests.support.images import jpeg
-from shared.url_guard import AddressPolicy, resolve
 
 ALLOWED = "127.0.0.2"
 

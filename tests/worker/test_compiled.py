@@ -1,6 +1,7 @@
 """The compiled model: built once (torch.export + AOTInductor), kept on disk, loaded
 from there on the next start, and numerically the same as eager mode."""
 
+import pytest
 import torch
 
 from tests.support.images import PHOTOS, encode, photo
@@ -8,6 +9,8 @@ from worker.compiled import CompiledModelCache, cache_key
 from worker.model import load_model
 from worker.preprocess import preprocess
 from worker.weights import WeightsSource
+
+pytestmark = pytest.mark.compile
 
 RANDOM = WeightsSource("random", None)
 

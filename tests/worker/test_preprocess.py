@@ -60,8 +60,9 @@ def test_a_different_image_is_outside_the_tolerance():
 ])
 def test_exif_orientation_is_applied(orientation, transpose):
     upright = photo("rocket").convert("RGB")  # 640x427, not square
-    stored = upright.transpose({Image.Transpose.ROTATE_270: Image.Transpose.ROTATE_90,
-                                Image.Transpose.ROTATE_90: Image.Transpose.ROTATE_270}.get(transpose, transpose))
+    inverse = {Image.Transpose.ROTATE_270: Image.Transpose.ROTATE_90,
+               Image.Transpose.ROTATE_90: Image.Transpose.ROTATE_270}
+    stored = upright.transpose(inverse.get(transpose, transpose))
     exif = Image.Exif()
     exif[0x0112] = orientation
     data = encode(stored, "JPEG", quality=95, exif=exif.tobytes())

@@ -4,7 +4,11 @@ bad settings, and says how to fix it."""
 import subprocess
 import sys
 
+import pytest
+
 from tests.support.processes import ROOT, base_env, free_port
+
+pytestmark = pytest.mark.processes
 
 
 def run_worker(**env) -> subprocess.CompletedProcess:
