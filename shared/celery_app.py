@@ -13,12 +13,6 @@ from kombu import Queue
 from shared.settings import Settings
 
 CLASSIFY_TASK = "resq.classify"
-WEBHOOK_TASK = "resq.deliver_webhook"
-
-
-def webhook_queue(queue: str) -> str:
-    """Webhook deliveries have their own queue, so KEDA's count is jobs only."""
-    return f"{queue}.webhooks"
 
 # Seconds the web tier waits for Redis before it answers 503; the worker retries
 # forever on its own (it has nothing better to do).
@@ -38,28 +32,25 @@ def make_celery(settings: Settings, *, store_retries: int = 2) -> Celery:
         result_serializer="json",
         accept_content=["json"],
         result_accept_content=["json"],
-        # A job is acknowledged only after its result is stored; a worker that dies
-        # mid-job leaves the message to be delivered again.
+        # A job is acknowledged only after its end is stored (by the job store, not
+        # Celery's result backend); a worker that dies mid-job leaves the message to
+        # be delivered again, and a message for a job that has ended is dropped
+        # unrun (`shared.job_store`).
         task_acks_late=True,
         task_reject_on_worker_lost=True,
-        # A message delivered again after its result was stored is not run twice.
-        worker_deduplicate_successful_tasks=True,
         worker_prefetch_multiplier=1,
+        task_ignore_result=True,
         result_expires=settings.result_ttl_seconds,
         result_extended=False,
-        task_track_started=True,
         # Events for Flower.
         worker_send_task_events=True,
         task_send_sent_event=True,
         # One explicit queue; a typo in a queue name fails instead of creating one.
-        task_queues=[Queue(settings.queue_name, routing_key=settings.queue_name),
-                     Queue(webhook_queue(settings.queue_name),
-                           routing_key=webhook_queue(settings.queue_name))],
+        task_queues=[Queue(settings.queue_name, routing_key=settings.queue_name)],
         task_default_queue=settings.queue_name,
         task_default_routing_key=settings.queue_name,
         task_create_missing_queues=False,
-        task_routes={CLASSIFY_TASK: {"queue": settings.queue_name},
-                     WEBHOOK_TASK: {"queue": webhook_queue(settings.queue_name)}},
+        task_routes={CLASSIFY_TASK: {"queue": settings.queue_name}},
         # Fail fast when Redis is unreachable instead of hanging a web request.
         broker_connection_retry_on_startup=True,
         broker_transport_options={

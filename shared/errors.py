@@ -140,6 +140,11 @@ class IdempotencyConflict(ResqError):
                        "for a new request")
 
 
+class InferenceFailed(ResqError):
+    code = "inference_failed"
+    default_message = "the job failed in the model"
+
+
 class WorkerLost(ResqError):
     code = "worker_lost"
     default_message = "the worker processing the job died"

@@ -1,17 +1,21 @@
-"""The record the web tier keeps of every job it accepted, and the image bytes
-the job's message points to.
+"""How a job is kept in Redis: its record (a hash) and the image bytes its message
+points to. Reads and bookkeeping only: every change of a job's *state* is made
+by `shared.job_store.JobStore`, atomically.
 
 Celery reports PENDING for any id it has never seen, so the record is what tells a
-queued job from an unknown one. The image travels beside the message (a "claim
-check") so the queue itself only ever holds small messages.
+queued job from an unknown one; it also holds the job's status and outcome. The
+image travels beside the message (a "claim check") so the queue itself only ever
+holds small messages.
 """
 
 from __future__ import annotations
 
-import time
+import json
 from dataclasses import dataclass
 
 import redis
+
+from shared.jobs import JobStatus
 
 RECORD_PREFIX = "resq:job:"
 IMAGE_PREFIX = "resq:image:"
@@ -26,9 +30,36 @@ class JobRecord:
     created_at: float
     top_k: int
     form: str
-    cancelled: bool
+    status: JobStatus
     owner: str = ""
     webhook: str = ""
+    result: dict | None = None
+    error: dict | None = None
+
+
+def parse_record(job_id: str, fields: dict[bytes, bytes]) -> JobRecord | None:
+    if not fields or b"created_at" not in fields or b"status" not in fields:
+        return None
+    return JobRecord(
+        id=job_id,
+        created_at=float(fields[b"created_at"]),
+        top_k=int(fields.get(b"top_k", 5)),
+        form=fields.get(b"form", b"").decode(),
+        status=JobStatus(fields[b"status"].decode()),
+        owner=fields.get(b"owner", b"").decode(),
+        webhook=fields.get(b"webhook", b"").decode(),
+        result=_json(fields.get(b"result")),
+        error=_json(fields.get(b"error")),
+    )
+
+
+def _json(raw: bytes | None):
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
 
 
 class JobRecords:
@@ -37,34 +68,8 @@ class JobRecords:
         self.ttl = ttl_seconds
         self.inflight_key = INFLIGHT_PREFIX + queue
 
-    def create(self, job_id: str, *, top_k: int, form: str, image: bytes,
-               owner: str = "", webhook: str = "") -> JobRecord:
-        record = JobRecord(id=job_id, created_at=time.time(), top_k=top_k, form=form,
-                           cancelled=False, owner=owner, webhook=webhook)
-        with self.client.pipeline(transaction=True) as pipe:
-            pipe.hset(RECORD_PREFIX + job_id, mapping={
-                "created_at": repr(record.created_at), "top_k": top_k, "form": form,
-                "owner": owner, "webhook": webhook,
-            })
-            pipe.expire(RECORD_PREFIX + job_id, self.ttl)
-            pipe.set(IMAGE_PREFIX + job_id, image, ex=self.ttl)
-            pipe.zadd(self.inflight_key, {job_id: record.created_at})
-            pipe.execute()
-        return record
-
     def get(self, job_id: str) -> JobRecord | None:
-        fields = self.client.hgetall(RECORD_PREFIX + job_id)
-        if not fields or b"created_at" not in fields:
-            return None
-        return JobRecord(
-            id=job_id,
-            created_at=float(fields[b"created_at"]),
-            top_k=int(fields.get(b"top_k", 5)),
-            form=fields.get(b"form", b"").decode(),
-            cancelled=b"cancelled_at" in fields,
-            owner=fields.get(b"owner", b"").decode(),
-            webhook=fields.get(b"webhook", b"").decode(),
-        )
+        return parse_record(job_id, self.client.hgetall(RECORD_PREFIX + job_id))
 
     def load_image(self, job_id: str) -> bytes | None:
         return self.client.get(IMAGE_PREFIX + job_id)
@@ -81,10 +86,16 @@ class JobRecords:
         self._add_crashes(job_id, -1)
 
     def _add_crashes(self, job_id: str, amount: int) -> None:
+        # HINCRBY on a record that expired would make one with no status: never
+        # read as a job (`parse_record`), and it expires again.
         with self.client.pipeline(transaction=True) as pipe:
             pipe.hincrby(RECORD_PREFIX + job_id, "crashes", amount)
             pipe.expire(RECORD_PREFIX + job_id, self.ttl)
             pipe.execute()
+
+    def index_inflight(self, job_id: str, when: float) -> None:
+        """Enter a sent job in the lost-job index (only `JobStore.create` does)."""
+        self.client.zadd(self.inflight_key, {job_id: when})
 
     def stale_inflight(self, older_than: float) -> list[str]:
         """Unfinished jobs accepted (or last re-sent) before `older_than`."""
@@ -96,24 +107,3 @@ class JobRecords:
 
     def drop_inflight(self, job_id: str) -> None:
         self.client.zrem(self.inflight_key, job_id)
-
-    def is_cancelled(self, job_id: str) -> bool:
-        return bool(self.client.hexists(RECORD_PREFIX + job_id, "cancelled_at"))
-
-    def mark_cancelled(self, job_id: str) -> None:
-        with self.client.pipeline(transaction=True) as pipe:
-            pipe.hset(RECORD_PREFIX + job_id, "cancelled_at", repr(time.time()))
-            pipe.delete(IMAGE_PREFIX + job_id)
-            pipe.zrem(self.inflight_key, job_id)
-            pipe.execute()
-
-    def finish(self, job_id: str) -> str:
-        """The result is stored: drop the image and keep the record as long as the
-        result. Returns the job's webhook URL ("" for none), read in the same trip."""
-        with self.client.pipeline(transaction=True) as pipe:
-            pipe.delete(IMAGE_PREFIX + job_id)
-            pipe.expire(RECORD_PREFIX + job_id, self.ttl)
-            pipe.zrem(self.inflight_key, job_id)
-            pipe.hget(RECORD_PREFIX + job_id, "webhook")
-            webhook = pipe.execute()[-1]
-        return (webhook or b"").decode()

@@ -1,5 +1,6 @@
 """The queue's state as Prometheus gauges, read from Redis at each scrape:
-`resq_queue_length` (the list KEDA measures) and `resq_oldest_job_age_seconds`.
+`resq_queue_length` (the list KEDA measures), `resq_oldest_job_age_seconds` and
+`resq_queued_bytes` (what `QUEUE_MAX_BYTES` limits).
 Both tiers export them, so a backlog is visible while no worker is up."""
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ import time
 import redis
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from shared.job_store import QUEUED_BYTES_PREFIX
 
 
 class QueueCollector(Collector):
@@ -26,14 +29,20 @@ class QueueCollector(Collector):
         oldest = GaugeMetricFamily("resq_oldest_job_age_seconds",
                                    "Age of the oldest job accepted and not yet finished",
                                    labels=["queue"])
+        held = GaugeMetricFamily("resq_queued_bytes",
+                                 "Bytes of images held in Redis for unfinished jobs "
+                                 "(admission stops at QUEUE_MAX_BYTES)", labels=["queue"])
         try:
             with self.client.pipeline(transaction=False) as pipe:
                 pipe.llen(self.queue)
                 pipe.zrange(self.inflight_key, 0, 0, withscores=True)
-                waiting, first = pipe.execute()
+                pipe.get(QUEUED_BYTES_PREFIX + self.queue)
+                waiting, first, queued_bytes = pipe.execute()
         except redis.RedisError:
             return  # no sample rather than a wrong one; the worker's `up` still says it lives
         length.add_metric([self.queue], waiting)
         oldest.add_metric([self.queue], max(0.0, time.time() - first[0][1]) if first else 0.0)
+        held.add_metric([self.queue], int(queued_bytes or 0))
         yield length
         yield oldest
+        yield held

@@ -112,6 +112,12 @@ class Settings(BaseSettings):
     queue_max_length: int = Field(10_000, ge=1)
     """Waiting jobs past which `POST /jobs` answers 503 with `Retry-After`."""
 
+    queue_max_bytes: int = Field(256 * 1024 * 1024, ge=0)
+    """Bytes of images held for unfinished jobs past which `POST /jobs` answers 503
+    with `Retry-After`; 0 means no limit. Keep it well below Redis's `maxmemory`
+    (compose and the chart set 1 GiB), so that a burst of large uploads fills this
+    limit, not Redis."""
+
     visibility_timeout_seconds: int = Field(120, ge=1, le=86_400)
     """Seconds after which a job taken by a worker that vanished without a word
     (SIGKILL, a lost node) is delivered again. Must exceed the longest a live worker
@@ -155,6 +161,10 @@ class Settings(BaseSettings):
 
     webhook_timeout_seconds: float = Field(5.0, gt=0, le=60)
     """Time allowed for one webhook delivery (connect and answer)."""
+
+    webhook_threads: int = Field(4, ge=1, le=64)
+    """Threads per worker that send webhook deliveries, apart from the threads that
+    classify: a slow receiver never takes a thread from the jobs."""
 
     # --- processes --------------------------------------------------------------
     web_workers: int = Field(2, ge=1, le=64)

@@ -1,13 +1,18 @@
 """Chaos: 300 jobs sent through the real HTTP tier while workers are SIGKILLed
 three times and Redis is killed (-9) and restarted once on its append-only file.
+Each job asks for a webhook, delivered to a real local receiver.
 
 Every accepted job (a 202 with an id) is classified as queue tests do:
-- lost: accepted, but no result by the end;
+- lost: accepted, but not ended by the end;
 - duplicated: run to a result more than once (counted from the workers' logs;
-  at-least-once delivery allows it, and a stored result is never changed by it);
-- unexpected: a result that is not `succeeded`, or a result for an id that was
-  never accepted.
-Asserts lost = 0 and unexpected = 0, and prints the counts and recovery times.
+  at-least-once delivery allows it, and the first end of a job is its only one);
+- unexpected: an end that is not `succeeded`, or an ended job that was never
+  accepted;
+- changed: a job whose terminal state, once read, ever read otherwise;
+- webhooks: deliveries per job, by delivery id (one delivery per job; the wire
+  may carry it twice, which the receiver drops by its id).
+Asserts lost = unexpected = changed = 0, exactly one delivery per job, and prints
+the counts and recovery times.
 Clients behave as the README asks: on 503 or a refused connection they retry.
 """
 
@@ -21,6 +26,7 @@ import pytest
 import redis
 import requests
 
+from shared.job_records import RECORD_PREFIX
 from tests.support.images import jpeg
 from tests.support.processes import (
     await_condition,
@@ -29,6 +35,7 @@ from tests.support.processes import (
     start_redis,
     start_worker,
 )
+from tests.support.webhook_receiver import SECRET, Receiver
 
 pytestmark = [pytest.mark.chaos, pytest.mark.processes]
 
@@ -36,19 +43,22 @@ JOBS = 300
 CLIENTS = 4
 SUBMIT_INTERVAL = 0.6  # per client: about 6.7 jobs/s in all, near what the workers do
 QUEUE = "chaos"
+WEBHOOK_ENV = {"WEBHOOK_SECRET": SECRET, "URL_FETCH_ALLOW_NETWORKS": "127.0.0.1/32"}
 WORKER_ENV = {
     "VISIBILITY_TIMEOUT_SECONDS": 5,
     # These kills are not a poison job's: a job caught in several of them must not
     # be failed as one.
     "JOB_MAX_ATTEMPTS": 10,
+    **WEBHOOK_ENV,
 }
 
 
 class Submitter:
     """CLIENTS threads posting JOBS distinct images, retrying refusals."""
 
-    def __init__(self, base: str):
+    def __init__(self, base: str, webhook: str):
         self.base = base
+        self.webhook = webhook
         self.accepted: dict[str, float] = {}
         self.refusals = Counter()
         self.lock = threading.Lock()
@@ -68,7 +78,8 @@ class Submitter:
             body = jpeg(96 + i % 64, 72)  # a distinct image per job
             while True:
                 try:
-                    response = session.post(f"{self.base}/jobs", data=body, timeout=10,
+                    response = session.post(f"{self.base}/jobs?webhook={self.webhook}",
+                                            data=body, timeout=10,
                                             headers={"Content-Type": "image/jpeg"})
                 except requests.ConnectionError:
                     self._refused("connection")
@@ -99,11 +110,18 @@ def classified_jobs(log):
 
 
 def statuses(client: redis.Redis, ids: list[str]) -> list[str | None]:
+    """Each job's status as its record holds it (None: no record, or Redis away)."""
     try:
-        raw = client.mget([f"celery-task-meta-{i}" for i in ids]) if ids else []
+        with client.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hget(RECORD_PREFIX + job_id, "status")
+            raw = pipe.execute() if ids else []
     except redis.RedisError:
         return [None] * len(ids)
-    return [json.loads(value)["status"] if value else None for value in raw]
+    return [value.decode() if value else None for value in raw]
+
+
+TERMINAL = ("succeeded", "failed")
 
 
 def test_no_job_is_lost_through_worker_kills_and_a_redis_restart(tmp_path):
@@ -116,14 +134,24 @@ def test_no_job_is_lost_through_worker_kills_and_a_redis_restart(tmp_path):
     workers = {name: start_worker(url, QUEUE, tmp_path / f"{name}.log", **WORKER_ENV)
                for name in ("a", "b")}
     logs = [tmp_path / "a.log", tmp_path / "b.log"]
-    web, base = start_gunicorn(url, QUEUE, tmp_path / "web.log", RATE_LIMIT="")
-    submitter = Submitter(base)
+    web, base = start_gunicorn(url, QUEUE, tmp_path / "web.log", RATE_LIMIT="", **WEBHOOK_ENV)
+    receiver = Receiver()
+    submitter = Submitter(base, receiver.url)
     faults: list[tuple[str, float, int]] = []
+    first_end: dict[str, str] = {}  # each job's terminal state as first read
+    changed: set[str] = set()  # jobs read terminal once, and otherwise later
 
     def done() -> int:
         with submitter.lock:
             ids = list(submitter.accepted)
-        return sum(status in ("SUCCESS", "FAILURE") for status in statuses(client, ids))
+        ended = 0
+        for job_id, status in zip(ids, statuses(client, ids), strict=True):
+            if job_id in first_end and status is not None and status != first_end[job_id]:
+                changed.add(job_id)
+            if status in TERMINAL:
+                first_end.setdefault(job_id, status)
+                ended += 1
+        return ended
 
     def kill_worker(name: str, generation: int):
         results = done()
@@ -164,12 +192,23 @@ def test_no_job_is_lost_through_worker_kills_and_a_redis_restart(tmp_path):
         finished_at = time.monotonic()
 
         final = statuses(client, ids)
-        lost = [i for i, status in zip(ids, final, strict=True) if status is None]
+        lost = [i for i, status in zip(ids, final, strict=True) if status not in TERMINAL]
         unexpected = [i for i, status in zip(ids, final, strict=True)
-                      if status not in (None, "SUCCESS")]
-        known = {key.decode().removeprefix("celery-task-meta-")
-                 for key in client.scan_iter("celery-task-meta-*", count=1000)}
-        unexpected += sorted(known - set(ids))
+                      if status in TERMINAL and status != "succeeded"]
+        recorded = [key.decode().removeprefix(RECORD_PREFIX)
+                    for key in client.scan_iter(RECORD_PREFIX + "*", count=1000)]
+        ended_unknown = [i for i, status in zip(recorded, statuses(client, recorded),
+                                                strict=True) if status in TERMINAL]
+        unexpected += sorted(set(ended_unknown) - set(ids))
+        # Every ended job's webhook: one delivery (by id) each, whatever the wire did.
+        await_condition(lambda: {d["job_id"] for d in receiver.deliveries} >= set(ids), 120,
+                        "a webhook for every job", interval=0.2)
+        delivery_ids = {}
+        for delivery in receiver.deliveries:
+            delivery_ids.setdefault(delivery["job_id"], set()).add(delivery["delivery_id"])
+        duplicated_deliveries = [i for i in ids if len(delivery_ids[i]) > 1]
+        wire_repeats = len(receiver.deliveries) - sum(map(len, delivery_ids.values()))
+        unverified = [d for d in receiver.deliveries if not d["verified"]]
         runs = Counter(job_id for log in logs for job_id in classified_jobs(log))
         duplicated = [i for i in ids if runs[i] > 1]
         # Every job reads as succeeded through the API too.
@@ -177,14 +216,17 @@ def test_no_job_is_lost_through_worker_kills_and_a_redis_restart(tmp_path):
     finally:
         sampling.set()
         submitter.join()
+        receiver.close()
         web.stop()
         for proc in workers.values():
             proc.stop()
         server.stop()
 
     print(f"\nchaos: {len(ids)} accepted ({dict(submitter.refusals)} refusals retried); "
-          f"lost={len(lost)} duplicated={len(duplicated)} unexpected={len(unexpected)}; "
-          f"API: {dict(api)}")
+          f"lost={len(lost)} duplicated={len(duplicated)} unexpected={len(unexpected)} "
+          f"changed={len(changed)}; API: {dict(api)}; webhooks: "
+          f"{len(receiver.deliveries)} on the wire, duplicated deliveries "
+          f"{len(duplicated_deliveries)}, repeats of one delivery {wire_repeats}")
     for what, at, results in faults:
         # Recovered: 8 more results (two batches) than at the fault.
         back = next((t for t, n in timeline if t > at and n >= results + 8), None)
@@ -192,5 +234,6 @@ def test_no_job_is_lost_through_worker_kills_and_a_redis_restart(tmp_path):
         print(f"  {what} at {results} results; 8 more results {recovery} later")
     print(f"  all finished {finished_at - faults[-1][1]:.1f} s after the last fault")
     assert len(ids) == JOBS
-    assert lost == [] and unexpected == []
+    assert lost == [] and unexpected == [] and changed == set()
     assert api == {"succeeded": JOBS}
+    assert duplicated_deliveries == [] and unverified == []

@@ -6,10 +6,7 @@ are refused. Every listener is on loopback."""
 
 import itertools
 import json
-import threading
-import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -17,50 +14,9 @@ from tests.conftest import make_settings, running_app
 from tests.support.http_server import Trap
 from tests.support.images import jpeg
 from tests.support.processes import await_condition, start_worker
-from worker.webhooks import SIGNATURE_HEADER, verify
+from tests.support.webhook_receiver import SECRET, Receiver
 
 pytestmark = pytest.mark.processes
-
-SECRET = "webhook-test-secret"
-
-
-class Receiver:
-    """Records each delivery, verifies its signature, and answers 500 to the first
-    `failures` of them."""
-
-    def __init__(self, failures: int = 0):
-        self.deliveries: list[dict] = []
-        self.failures = failures
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.deliveries.append({
-                    "at": time.monotonic(), "body": body, "path": self.path,
-                    "job_id": self.headers.get("Resq-Job-Id"),
-                    "verified": verify(SECRET.encode(), self.headers.get(SIGNATURE_HEADER, ""),
-                                       body),
-                    "tampered_fails": not verify(SECRET.encode(),
-                                                 self.headers.get(SIGNATURE_HEADER, ""),
-                                                 body + b" "),
-                })
-                status = 500 if len(receiver.deliveries) <= receiver.failures else 204
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
 
 @pytest.fixture(scope="module")
 def hooked(redis_url, tmp_path_factory):

@@ -64,6 +64,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     for blueprint in (jobs.bp, probes.bp, docs.bp, page.bp):
         app.register_blueprint(blueprint)
     register_error_handlers(app)
-    records = app.extensions["resq.jobs"].records
-    metrics.install(app, QueueCollector(client, settings.queue_name, records.inflight_key))
+    store = app.extensions["resq.jobs"].store
+    metrics.install(app, QueueCollector(client, settings.queue_name,
+                                        store.records.inflight_key))
     return app

@@ -1,5 +1,6 @@
-"""The web tier's runtime: submits, reads, waits for and cancels jobs. The HTTP
-layer (`web.blueprints.jobs`) only translates requests to these calls."""
+"""The web tier's runtime: submits, reads, waits for and cancels jobs, each through
+the job store (`shared.job_store`), which owns every change of a job's state. The
+HTTP layer (`web.blueprints.jobs`) only translates requests to these calls."""
 
 from __future__ import annotations
 
@@ -13,10 +14,8 @@ import redis
 from celery import Celery
 from kombu.exceptions import OperationalError
 
-from shared.celery_app import CLASSIFY_TASK, WEBHOOK_TASK, webhook_queue
-from shared.errors import BrokerUnavailable, JobNotFound, QueueFull
-from shared.job_records import JobRecords
-from shared.job_view import job_from
+from shared.errors import BrokerUnavailable, JobNotFound
+from shared.job_store import JobStore, job_view
 from shared.jobs import Job
 from shared.redis_client import REDIS_ERRORS
 from shared.settings import Settings
@@ -28,20 +27,27 @@ from web.result_waiter import RECHECK_SECONDS, ResultWaiter
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_UNAVAILABLE = 5
-RETRY_AFTER_QUEUE_FULL = 10
 # How long a replayed idempotent request waits for the job of a concurrent twin.
 REPLAY_GRACE_SECONDS = 2.0
-UNAVAILABLE_ERRORS = (*REDIS_ERRORS, OperationalError)
+# A lost Redis, and a full one (`maxmemory` reached with `noeviction`: Redis refuses
+# writes with an OOM error until jobs end and free their images).
+UNAVAILABLE_ERRORS = (*REDIS_ERRORS, OperationalError, redis.OutOfMemoryError)
 
 
 @contextmanager
 def redis_guard():
-    """Turn a lost Redis into a 503 with `Retry-After`."""
+    """Turn a lost or full Redis into a 503 with `Retry-After`."""
     try:
         yield
     except UNAVAILABLE_ERRORS as error:
         log.warning("redis unavailable: %s", error)
         raise BrokerUnavailable(retry_after=RETRY_AFTER_UNAVAILABLE) from error
+    except redis.ResponseError as error:
+        if "OOM" not in str(error):  # kombu re-raises Redis's OOM error as it found it
+            raise
+        log.warning("redis is full: %s", error)
+        raise BrokerUnavailable("the job queue is full; retry later",
+                                retry_after=RETRY_AFTER_UNAVAILABLE) from error
 
 
 class JobService:
@@ -50,7 +56,8 @@ class JobService:
         self.settings = settings
         self.celery = celery
         self.client = client
-        self.records = JobRecords(client, settings.result_ttl_seconds, settings.queue_name)
+        self.store = JobStore(client, celery, queue=settings.queue_name,
+                              ttl_seconds=settings.result_ttl_seconds)
         self.waiter = waiter
         self.idempotency = IdempotencyStore(client, settings.result_ttl_seconds)
 
@@ -88,32 +95,25 @@ class JobService:
 
     def _create(self, job_id: str, submission: Submission, owner: str) -> Job:
         with redis_guard():
-            if self.client.llen(self.settings.queue_name) >= self.settings.queue_max_length:
-                raise QueueFull(retry_after=RETRY_AFTER_QUEUE_FULL)
-            record = self.records.create(job_id, top_k=submission.options.top_k,
-                                         form=submission.form.value, image=submission.image,
-                                         owner=owner, webhook=submission.options.webhook or "")
-            self.celery.send_task(
-                CLASSIFY_TASK,
-                kwargs={"top_k": record.top_k, "created_at": record.created_at},
-                task_id=job_id,
-                queue=self.settings.queue_name,
-            )
+            record = self.store.create(
+                job_id, top_k=submission.options.top_k, form=submission.form.value,
+                image=submission.image, owner=owner, webhook=submission.options.webhook or "",
+                max_queue_length=self.settings.queue_max_length,
+                max_queue_bytes=self.settings.queue_max_bytes)
         log.info("job accepted", extra={"job_id": job_id, "form": submission.form.value,
                                         "bytes": len(submission.image)})
         metrics.job_submitted(submission.form.value)
-        return job_from(record, "PENDING", None)
+        return job_view(record)
 
     # --- read ---------------------------------------------------------------
     def get(self, job_id: str, owner: str = "") -> Job:
         """The job, if it exists and belongs to `owner` (another key's job is as
         good as unknown: 404)."""
         with redis_guard():
-            record = self.records.get(job_id)
-            if record is None or not hmac.compare_digest(record.owner, owner):
-                raise JobNotFound()
-            meta = self.celery.backend.get_task_meta(job_id)
-        return job_from(record, meta.get("status", "PENDING"), meta.get("result"))
+            record = self.store.record(job_id)
+        if record is None or not hmac.compare_digest(record.owner, owner):
+            raise JobNotFound()
+        return job_view(record)
 
     def wait(self, job_id: str, seconds: float, owner: str = "") -> Job:
         """The job once it is finished, or as it is after `seconds`."""
@@ -139,18 +139,13 @@ class JobService:
 
     # --- cancel -------------------------------------------------------------
     def cancel(self, job_id: str, owner: str = "") -> Job:
-        job = self.get(job_id, owner)
-        if job.status.is_terminal():
-            return job
+        """Cancel wins over a queued or running job; a finished job stays as it is
+        (`shared.job_store`). Either way the answer is the job as it now stays."""
+        self.get(job_id, owner)  # unknown, or another key's: 404
         with redis_guard():
-            self.records.mark_cancelled(job_id)
-            self.celery.backend.mark_as_revoked(job_id, "cancelled")
-            self.celery.control.revoke(job_id)
-            record = self.records.get(job_id)
-            if record is not None and record.webhook:
-                self.celery.send_task(WEBHOOK_TASK, args=[job_id],
-                                      queue=webhook_queue(self.settings.queue_name))
-        log.info("job cancelled", extra={"job_id": job_id})
+            cancelled = self.store.cancel(job_id)
+        if cancelled:
+            log.info("job cancelled", extra={"job_id": job_id})
         return self.get(job_id, owner)
 
     def close(self) -> None:

@@ -22,7 +22,6 @@ def main(argv: list[str]) -> int:
         print(f"resq worker: cannot start: {error}", file=sys.stderr)
         return 3
 
-    from shared.celery_app import webhook_queue
     from worker.celery_worker import app
 
     app.worker_main([
@@ -30,7 +29,7 @@ def main(argv: list[str]) -> int:
         f"--loglevel={settings.log_level}",
         f"--concurrency={settings.jobs_in_flight}",
         "--pool=threads",
-        f"--queues={settings.queue_name},{webhook_queue(settings.queue_name)}",
+        f"--queues={settings.queue_name}",
         "--task-events",
         *argv,
     ])

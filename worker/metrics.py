@@ -38,6 +38,12 @@ INFERENCE = Histogram("resq_batch_inference_seconds",
                       "Time of one batch's forward pass", buckets=SECONDS_BUCKETS)
 BATCH_SIZE = Histogram("resq_batch_size", "Images per forward pass",
                        buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
+MESSAGES_DROPPED = Counter(
+    "resq_worker_messages_dropped_total",
+    "Job messages a worker acknowledged without running or without storing their outcome, "
+    "by reason: terminal (the job had ended: a redelivered or duplicated message, a "
+    "cancelled job), unknown (no such job), ended_meanwhile (the job was cancelled, or a "
+    "duplicate finished it, while this run was under way)", ["reason"])
 WEBHOOKS = Counter("resq_webhook_deliveries_total",
                    "Webhook delivery attempts by outcome: delivered, retried (a failed try "
                    "that will be tried again), gave_up, refused (an address the guard refuses)",

@@ -7,8 +7,9 @@ bring back what was never recorded. The web tier records every accepted job in
 `resq:inflight`; this sweeper, run by every worker (one at a time, under a Redis
 lock per queue), finds the jobs accepted more than `stale_after` seconds ago that have no
 result and no message anywhere (neither waiting in the queue nor unacked), and
-sends their message again. A job found in transit at that moment is sent twice at
-worst, which is harmless: a stored result is never computed again.
+sends their message again (`JobStore.resend`). A job found in transit at that
+moment is sent twice at worst, which is harmless: a message for a job that has
+ended is dropped unrun, and the first end of a job is the only one.
 """
 
 from __future__ import annotations
@@ -19,11 +20,8 @@ import threading
 import time
 
 import redis
-from celery import Celery
 
-from shared.celery_app import CLASSIFY_TASK
-from shared.job_records import JobRecords
-from shared.jobs import JobStatus
+from shared.job_store import JobStore
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +39,12 @@ def _message_id(raw: bytes | str, *, unacked: bool) -> str | None:
 
 
 class LostJobSweeper:
-    def __init__(self, client: redis.Redis, celery: Celery, records: JobRecords, queue: str,
-                 *, stale_after: float, interval: float):
+    def __init__(self, client: redis.Redis, store: JobStore, *, stale_after: float,
+                 interval: float):
         self.client = client
-        self.celery = celery
-        self.records = records
-        self.queue = queue
+        self.store = store
+        self.records = store.records
+        self.queue = store.queue
         self.stale_after = stale_after
         self.interval = interval
         self._stopping = threading.Event()
@@ -75,14 +73,11 @@ class LostJobSweeper:
         for job_id in candidates:
             if job_id in present:
                 continue
-            state = self.celery.backend.get_task_meta(job_id).get("status", "PENDING")
-            record = self.records.get(job_id)
-            terminal = JobStatus.from_celery_state(state).is_terminal()
-            if record is None or record.cancelled or terminal:
+            record = self.store.record(job_id)
+            if record is None or record.status.is_terminal():
                 self.records.drop_inflight(job_id)
                 continue
-            self.celery.send_task(CLASSIFY_TASK, task_id=job_id, queue=self.queue,
-                                  kwargs={"top_k": record.top_k, "created_at": record.created_at})
+            self.store.resend(record)
             self.records.touch_inflight(job_id, now)
             resent.append(job_id)
         if resent:

@@ -1,76 +1,51 @@
-"""The worker's tasks, thin: classify hands the job to `JobRunner`; a finished job
-with a webhook gets a delivery task (`worker.webhooks`)."""
+"""The worker's task, thin: the job store says whether the job's message is to run
+(`shared.job_store.Start`), `JobRunner` runs it, and the store ends the job with
+its result or error. The task itself never fails: every outcome is the job's, and
+the message is acknowledged once the job's end is stored."""
 
 from __future__ import annotations
 
 import logging
 
-from celery import Celery, Task
-from celery.exceptions import Ignore
+from celery import Celery
 
-from shared.celery_app import CLASSIFY_TASK, WEBHOOK_TASK, webhook_queue
-from shared.errors import ResqError
-from shared.job_records import JobRecords
-from shared.url_guard import AddressPolicy
+from shared.celery_app import CLASSIFY_TASK
+from shared.errors import InferenceFailed, ResqError
+from shared.job_store import JobStore, Start
 from worker import metrics
-from worker.job_runner import JobCancelledBeforeRun, JobRunner
+from worker.job_runner import JobRunner
 from worker.runtime import load_runtime
-from worker.webhooks import DeliveryFailed, WebhookSender
 
-MAX_BACKOFF_SECONDS = 60
 log = logging.getLogger(__name__)
 
 
-def register_tasks(app: Celery, settings, records: JobRecords) -> None:
-    def finished(job_id: str) -> None:
-        """Tidy up after a stored result. Nothing here may fail the job: its result
-        is stored already (a leftover record or image expires with the TTL)."""
-        try:
-            if records.finish(job_id):  # it has a webhook
-                app.send_task(WEBHOOK_TASK, args=[job_id],
-                              queue=webhook_queue(settings.queue_name))
-        except Exception:
-            log.exception("could not tidy up after job %s", job_id, extra={"job_id": job_id})
-
-    class ClassifyTask(Task):
-        # Runs after the result is stored (and before the message is acked).
-        def on_success(self, retval, task_id, args, kwargs):
-            finished(task_id)
-            metrics.job_finished("succeeded")
-
-        def on_failure(self, exc, task_id, args, kwargs, einfo):
-            finished(task_id)
-            code = exc.code if isinstance(exc, ResqError) else "inference_failed"
-            metrics.job_finished("failed", code)
-
-    @app.task(name=CLASSIFY_TASK, bind=True, base=ClassifyTask)
-    def classify(self, top_k: int, created_at: float) -> dict:
-        runner = JobRunner(records, load_runtime(settings),
+def register_tasks(app: Celery, settings, store: JobStore) -> None:
+    @app.task(name=CLASSIFY_TASK, bind=True, ignore_result=True)
+    def classify(self, top_k: int, created_at: float) -> None:
+        job_id = self.request.id
+        decision = store.start(job_id, worker=self.request.hostname or "")
+        if decision is not Start.RUN:
+            # Terminal already (finished, failed, cancelled) or unknown: a redelivered
+            # or duplicated message, acknowledged and dropped without running.
+            metrics.MESSAGES_DROPPED.labels(reason=decision.value).inc()
+            log.info("job %s is %s; its message is dropped unrun", job_id, decision.value,
+                     extra={"job_id": job_id})
+            return
+        runner = JobRunner(store.records, load_runtime(settings),
                            max_attempts=settings.job_max_attempts)
         try:
-            return runner.run(self.request.id, top_k, created_at)
-        except JobCancelledBeforeRun:
-            self.backend.mark_as_revoked(self.request.id, "cancelled", request=self.request)
-            finished(self.request.id)
-            metrics.job_finished("cancelled", "cancelled")
-            raise Ignore() from None
-
-    sender = WebhookSender(records, app.backend,
-                           secret=settings.webhook_secret.get_secret_value().encode(),
-                           timeout=settings.webhook_timeout_seconds,
-                           policy=AddressPolicy(settings.url_fetch_allow_networks))
-
-    @app.task(name=WEBHOOK_TASK, bind=True, max_retries=settings.webhook_max_attempts - 1,
-              acks_late=True)
-    def deliver_webhook(self, job_id: str) -> bool:
-        try:
-            delivered = sender.deliver(job_id)
-        except DeliveryFailed as error:
-            if self.request.retries >= self.max_retries:
-                metrics.WEBHOOKS.labels(outcome="gave_up").inc()
-                raise
-            metrics.WEBHOOKS.labels(outcome="retried").inc()
-            raise self.retry(countdown=min(2 ** self.request.retries, MAX_BACKOFF_SECONDS),
-                             exc=error) from None
-        metrics.WEBHOOKS.labels(outcome="delivered" if delivered else "refused").inc()
-        return delivered
+            result = runner.run(job_id, top_k, created_at)
+        except ResqError as error:
+            outcome, ended = error.code, store.finish(job_id, error=error)
+        except Exception as error:
+            log.exception("job %s failed", job_id, extra={"job_id": job_id})
+            failure = InferenceFailed(f"the job failed: {type(error).__name__}: {error}")
+            outcome, ended = failure.code, store.finish(job_id, error=failure)
+        else:
+            outcome, ended = "", store.finish(job_id, result=result)
+        if ended:
+            metrics.job_finished("failed" if outcome else "succeeded", outcome)
+        else:  # cancelled meanwhile, or a duplicate finished first: nothing changes
+            metrics.MESSAGES_DROPPED.labels(reason="ended_meanwhile").inc()
+            log.info("job %s had ended meanwhile; this run's outcome is discarded", job_id,
+                     extra={"job_id": job_id})

@@ -1,15 +1,21 @@
-"""Webhook delivery: when a job finishes, its webhook URL gets the job (the same
-body as `GET /jobs/<id>`) by POST, signed, through the SSRF guard.
+"""Webhook delivery: when a job ends, its webhook URL gets the job (the same body as
+`GET /jobs/<id>`) by POST, signed, through the SSRF guard.
 
 Signature (as Stripe's): the header
     Resq-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(WEBHOOK_SECRET, "<t>." + body)>
 A receiver recomputes the HMAC over the timestamp, a dot and the raw body, compares
-in constant time, and refuses old timestamps (replays). `Resq-Job-Id` names the job.
+in constant time, and refuses old timestamps (replays). `Resq-Job-Id` names the job;
+`Resq-Delivery-Id` names the delivery, the same on every attempt, so a receiver
+drops a delivery it has seen (delivery is at least once on the wire).
 
-Deliveries are their own Celery task on `<queue>.webhooks`, run by the workers'
-threads beside the jobs: a slow or dead receiver never holds up a batch. A failed
-delivery (no answer, or not 2xx) is retried with backoff; an address the guard
-refuses is not.
+Durable: the delivery is written to the job store's outbox in the same atomic step
+that ends the job (`shared.job_store`), so a Redis blip at that moment loses
+nothing. Each worker runs a few dispatcher threads of their own, apart from the
+classification pool, that lease due deliveries from the outbox, POST them, and
+then remove them, or put them back with backoff (1, 2, 4 ... s, at most 60 s)
+until `WEBHOOK_MAX_ATTEMPTS`. A dispatcher that dies mid-delivery lets its lease
+run out, and another takes the delivery. An address the guard refuses is not
+tried again.
 """
 
 from __future__ import annotations
@@ -17,20 +23,24 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import threading
 import time
 
 import urllib3
 from urllib3.exceptions import HTTPError
 
 from shared.errors import BadUrl
-from shared.job_records import JobRecords
-from shared.job_view import job_from
+from shared.job_store import Delivery, JobStore, job_view
 from shared.pinned_http import pinned_request
 from shared.url_guard import AddressPolicy, Resolver, resolve
+from worker import metrics
 
 log = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "Resq-Signature"
+DELIVERY_HEADER = "Resq-Delivery-Id"
+MAX_BACKOFF_SECONDS = 60
+IDLE_POLL_SECONDS = 0.25
 
 
 def signature(secret: bytes, timestamp: int, body: bytes) -> str:
@@ -57,42 +67,33 @@ class DeliveryFailed(Exception):
 
 
 class WebhookSender:
-    def __init__(self, records: JobRecords, backend, *, secret: bytes, timeout: float,
+    def __init__(self, store: JobStore, *, secret: bytes, timeout: float,
                  policy: AddressPolicy, resolver: Resolver = resolve):
-        self.records = records
-        self.backend = backend
+        self.store = store
         self.secret = secret
         self.timeout = timeout
         self.policy = policy
         self.resolver = resolver
 
-    def body(self, job_id: str) -> tuple[str, bytes] | None:
-        """(webhook URL, JSON body) of a finished job, or None if it has none."""
-        record = self.records.get(job_id)
-        if record is None or not record.webhook:
-            return None
-        meta = self.backend.get_task_meta(job_id)
-        job = job_from(record, meta.get("status", "PENDING"), meta.get("result"))
-        return record.webhook, job.model_dump_json().encode()
-
-    def deliver(self, job_id: str) -> bool:
-        """True once delivered; False when there is nothing to deliver or the guard
-        refuses the address (no retry helps); raises `DeliveryFailed` otherwise."""
-        found = self.body(job_id)
-        if found is None:
+    def deliver(self, delivery: Delivery) -> bool:
+        """True once delivered; False when there is nothing to deliver (the job
+        expired) or the guard refuses the address (no retry helps); raises
+        `DeliveryFailed` otherwise."""
+        record = self.store.record(delivery.job_id)
+        if record is None:
             return False
-        url, body = found
+        body = job_view(record).model_dump_json().encode()
         headers = {"Content-Type": "application/json", "User-Agent": "resq-webhook",
-                   "Resq-Job-Id": job_id,
+                   "Resq-Job-Id": delivery.job_id, DELIVERY_HEADER: delivery.id,
                    SIGNATURE_HEADER: signature(self.secret, int(time.time()), body)}
         try:
             response, pool = pinned_request(
-                "POST", url, policy=self.policy, resolver=self.resolver, body=body,
+                "POST", delivery.url, policy=self.policy, resolver=self.resolver, body=body,
                 timeout=urllib3.Timeout(connect=self.timeout, read=self.timeout),
                 headers=headers)
         except BadUrl as error:
-            log.error("webhook of job %s refused: %s", job_id, error.message,
-                      extra={"job_id": job_id})
+            log.error("webhook of job %s refused: %s", delivery.job_id, error.message,
+                      extra={"job_id": delivery.job_id})
             return False
         except HTTPError as error:
             raise DeliveryFailed(f"{type(error).__name__}") from None
@@ -103,5 +104,62 @@ class WebhookSender:
         finally:
             response.release_conn()
             pool.close()
-        log.info("webhook of job %s delivered", job_id, extra={"job_id": job_id})
+        log.info("webhook of job %s delivered", delivery.job_id,
+                 extra={"job_id": delivery.job_id})
         return True
+
+
+class WebhookDispatcher:
+    """`threads` threads that take due deliveries from the outbox and send them."""
+
+    def __init__(self, store: JobStore, sender: WebhookSender, *, max_attempts: int,
+                 threads: int):
+        self.store = store
+        self.sender = sender
+        self.max_attempts = max_attempts
+        # Long enough for one attempt (connect and read) with room to spare.
+        self.lease_seconds = 3 * sender.timeout + 5
+        self._stopping = threading.Event()
+        self._threads = [threading.Thread(target=self._loop, name=f"webhooks-{n}", daemon=True)
+                         for n in range(threads)]
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                delivery = self.store.claim_delivery(self.lease_seconds)
+            except Exception as error:  # Redis away: the outbox keeps every delivery
+                log.warning("webhook outbox unreachable: %s", error)
+                self._stopping.wait(1.0)
+                continue
+            if delivery is None:
+                self._stopping.wait(IDLE_POLL_SECONDS)
+                continue
+            try:
+                self.attempt(delivery)
+            except Exception:  # its lease runs out and it is tried again
+                log.exception("webhook delivery %s", delivery.id)
+
+    def attempt(self, delivery: Delivery) -> None:
+        try:
+            delivered = self.sender.deliver(delivery)
+        except DeliveryFailed as error:
+            tried = delivery.attempts + 1
+            if tried >= self.max_attempts:
+                log.error("webhook of job %s: giving up after %d attempts (%s)",
+                          delivery.job_id, tried, error, extra={"job_id": delivery.job_id})
+                metrics.WEBHOOKS.labels(outcome="gave_up").inc()
+                self.store.delivery_done(delivery)
+                return
+            metrics.WEBHOOKS.labels(outcome="retried").inc()
+            self.store.delivery_failed(delivery, min(2 ** delivery.attempts,
+                                                     MAX_BACKOFF_SECONDS))
+            return
+        metrics.WEBHOOKS.labels(outcome="delivered" if delivered else "refused").inc()
+        self.store.delivery_done(delivery)

@@ -182,3 +182,21 @@ def test_scale_to_zero_and_external_redis_render_as_asked(renderer, tmp_path):
     assert url == "redis://:$(REDIS_PASSWORD)@redis.example.internal:6380/0"
     assert [v["name"] for v in env].index("REDIS_PASSWORD") < [v["name"] for v in env].index(
         "REDIS_URL")  # Kubernetes expands $(VAR) only from earlier entries
+
+
+def test_redis_is_full_before_its_pod_is_and_admission_before_redis(renderer, tmp_path):
+    """As in compose: maxmemory below the Redis container's memory limit, and
+    QUEUE_MAX_BYTES below maxmemory, so a burst of uploads meets a 503, not an OOM
+    kill of Redis."""
+    from tests.deploy.test_compose import parse_bytes
+
+    objects, _ = render(renderer, {}, tmp_path)
+    container = named(objects, "StatefulSet", "demo-resq-redis")["spec"]["template"]["spec"][
+        "containers"][0]
+    args = container["args"]
+    assert args[args.index("--maxmemory-policy") + 1] == "noeviction"
+    maxmemory = parse_bytes(args[args.index("--maxmemory") + 1])
+    limit = container["resources"]["limits"]["memory"]
+    assert limit.endswith("Gi") and maxmemory < int(limit[:-2]) * 1024**3
+    settings = named(objects, "ConfigMap", "demo-resq-settings")["data"]
+    assert int(settings["QUEUE_MAX_BYTES"]) < maxmemory * 0.75

@@ -53,6 +53,26 @@ def test_redis_keeps_accepted_jobs(services):
     assert "redis-cli" in redis["healthcheck"]["test"]
 
 
+def test_redis_is_full_before_its_container_is_and_admission_before_redis(services):
+    """noeviction does nothing without maxmemory: Redis would grow until the kernel
+    kills it. maxmemory sits below the container's limit, and QUEUE_MAX_BYTES below
+    maxmemory, so a burst of uploads meets a 503, not an OOM kill."""
+    redis = services["redis"]
+    args = redis["command"]
+    maxmemory = parse_bytes(args[args.index("--maxmemory") + 1])
+    assert maxmemory < parse_bytes(str(redis["mem_limit"]))
+    assert int(services["web"]["environment"]["QUEUE_MAX_BYTES"]) < maxmemory * 0.75
+
+
+def parse_bytes(text: str) -> int:
+    units = {"kb": 1024, "mb": 1024**2, "gb": 1024**3, "k": 1024, "m": 1024**2, "g": 1024**3}
+    text = text.strip().lower()
+    for unit, factor in units.items():
+        if text.endswith(unit) and text[: -len(unit)].isdigit():
+            return int(text[: -len(unit)]) * factor
+    return int(text)
+
+
 @pytest.mark.parametrize("name", ["web", "worker", "flower"])
 def test_resq_services_wait_for_redis_and_run_read_only(services, name):
     service = services[name]

@@ -122,7 +122,7 @@ def base_env(**overrides) -> dict:
 
 
 def start_redis(port: int, directory: Path, log_name: str = "redis.log", *,
-                appendonly: bool = False) -> Process:
+                appendonly: bool = False, maxmemory: str = "0") -> Process:
     """A private redis-server on loopback `port` with its data in `directory`:
     nothing persisted, or (`appendonly`) an append-only file as `make run` and
     compose keep, so that a restart on the same directory finds the data again."""
@@ -130,7 +130,7 @@ def start_redis(port: int, directory: Path, log_name: str = "redis.log", *,
     return Process([redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
                     "--dir", str(directory), "--save", "",
                     "--appendonly", "yes" if appendonly else "no", "--appendfsync", "everysec",
-                    "--maxmemory-policy", "noeviction"],
+                    "--maxmemory", maxmemory, "--maxmemory-policy", "noeviction"],
                    base_env(), directory / log_name)
 
 

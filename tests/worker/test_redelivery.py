@@ -8,7 +8,7 @@ import time
 import redis
 
 from shared.celery_app import make_celery
-from shared.job_records import JobRecords
+from shared.job_store import JobStore
 from tests.conftest import running_app
 from tests.support.images import jpeg
 from tests.support.processes import await_condition
@@ -22,8 +22,9 @@ def queued_ids(client: redis.Redis, queue: str) -> list[str]:
 def test_sweeper_resends_only_lost_unfinished_jobs(idle_settings):
     queue = idle_settings.queue_name
     client = redis.Redis.from_url(idle_settings.redis_url)
-    celery = make_celery(idle_settings)
-    records = JobRecords(client, idle_settings.result_ttl_seconds, queue)
+    store = JobStore(client, make_celery(idle_settings), queue=queue,
+                     ttl_seconds=idle_settings.result_ttl_seconds)
+    records = store.records
     with running_app(idle_settings) as app:
         web = app.test_client()
         lost, waiting, finished = (web.post("/jobs", data=jpeg(), content_type="image/jpeg")
@@ -35,10 +36,10 @@ def test_sweeper_resends_only_lost_unfinished_jobs(idle_settings):
     for raw in client.lrange(queue, 0, -1):
         if json.loads(raw)["headers"]["id"] in (lost, finished):
             client.lrem(queue, 1, raw)
-    celery.backend.mark_as_done(finished, {"predictions": []})
+    assert store.finish(finished, result={"predictions": []})
     assert queued_ids(client, queue) == [waiting]
 
-    sweeper = LostJobSweeper(client, celery, records, queue, stale_after=60, interval=1)
+    sweeper = LostJobSweeper(client, store, stale_after=60, interval=1)
     assert sweeper.sweep_once(now=time.time()) == []  # nothing is stale yet
     assert sweeper.sweep_once(now=time.time() + 120) == [lost]
     assert sorted(queued_ids(client, queue)) == sorted([lost, waiting])
@@ -55,14 +56,14 @@ def test_a_sweeper_of_another_queue_does_not_hold_this_queues_sweep(idle_setting
 
     queue = idle_settings.queue_name
     client = redis.Redis.from_url(idle_settings.redis_url)
-    celery = make_celery(idle_settings)
-    records = JobRecords(client, idle_settings.result_ttl_seconds, queue)
+    store = JobStore(client, make_celery(idle_settings), queue=queue,
+                     ttl_seconds=idle_settings.result_ttl_seconds)
     with running_app(idle_settings) as app:
         lost = app.test_client().post("/jobs", data=jpeg(), content_type="image/jpeg") \
             .get_json()["id"]
     client.delete(queue)  # the message vanishes
     client.set(LOCK_PREFIX + "some-other-queue", "1", ex=60)  # another queue's sweeper
-    sweeper = LostJobSweeper(client, celery, records, queue, stale_after=0, interval=0.2)
+    sweeper = LostJobSweeper(client, store, stale_after=0, interval=0.2)
     sweeper.start()
     try:
         await_condition(lambda: queued_ids(client, queue) == [lost], 10, "the sweep")

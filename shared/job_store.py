@@ -1,0 +1,303 @@
+"""The one home of a job's life cycle. Every change of a job's state goes through
+`JobStore`, and each change is one Lua script, so it is atomic in Redis:
+
+    create ─> queued ──start──> started ──finish──> succeeded | failed
+                 └────────────── cancel ───────────────┘  (failed: cancelled)
+
+- **The first terminal state wins.** `finish` and `cancel` on a job that already
+  reads `succeeded` or `failed` change nothing and say so (they return False): once
+  a job reads terminal, every later read gives the same answer.
+- **Ending a job is one step**: the outcome is stored, the image deleted, the job
+  taken out of the lost-job index and the queued-bytes count, its webhook delivery
+  written to the outbox (when it has a webhook), and waiting requests told. Only
+  the first finisher does any of that, so a job sends its webhook once.
+- **A message for a job that is terminal or unknown is dropped unrun**: `start`
+  says so, and the worker acknowledges the message without running it (a
+  redelivered or duplicated message, a cancelled job, a job whose enqueue failed).
+- **Cancel wins over a running job**: DELETE on a job that is queued or started
+  ends it `failed`/`cancelled` at once; a worker that finishes it later finds it
+  terminal and its result is discarded. DELETE on a terminal job changes nothing.
+
+Nothing else writes a job's state: the web tier creates, reads and cancels through
+this class; the worker starts and finishes through it; the sweeper re-sends
+through it; the webhook dispatcher reads its deliveries from the outbox here.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from enum import Enum
+
+import redis
+from celery import Celery
+
+from shared.celery_app import CLASSIFY_TASK
+from shared.errors import JobCancelled, QueueFull, ResqError
+from shared.job_records import IMAGE_PREFIX, RECORD_PREFIX, JobRecord, JobRecords
+from shared.jobs import ErrorDetail, Job, JobResult, JobStatus
+
+# Waiting requests subscribe to these channels (`web.result_waiter`).
+EVENTS_PREFIX = "resq:job-events:"
+QUEUED_BYTES_PREFIX = "resq:queued-bytes:"
+OUTBOX_PREFIX = "resq:outbox:"  # webhook deliveries due, scored by when
+DELIVERY_PREFIX = "resq:delivery:"  # one hash per delivery: job id, URL, attempts
+RETRY_AFTER_QUEUE_FULL = 10
+# New jobs are refused while Redis's memory is this close to its `maxmemory`: the
+# rest stays free for what ends jobs (taking a message, storing a result), so that
+# a full Redis drains instead of wedging (with noeviction, a write past maxmemory
+# is refused, the worker's included).
+REDIS_MEMORY_HEADROOM = 0.10
+
+_CREATE = """
+-- KEYS: record, image, queued-bytes; ARGV: max bytes (0: no limit), size, ttl, image,
+-- then field/value pairs of the record
+local max_bytes, size = tonumber(ARGV[1]), tonumber(ARGV[2])
+if max_bytes > 0 and (tonumber(redis.call('GET', KEYS[3]) or '0') + size) > max_bytes then
+  return 0
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 5))
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('SET', KEYS[2], ARGV[4], 'EX', ARGV[3])
+redis.call('INCRBY', KEYS[3], size)
+return 1
+"""
+
+_DISCARD = """
+-- KEYS: record, image, queued-bytes. Removes a job that is still queued.
+if redis.call('HGET', KEYS[1], 'status') ~= 'queued' then return 0 end
+local size = tonumber(redis.call('HGET', KEYS[1], 'bytes') or '0')
+redis.call('DEL', KEYS[1], KEYS[2])
+if tonumber(redis.call('DECRBY', KEYS[3], size)) < 0 then redis.call('SET', KEYS[3], 0) end
+return 1
+"""
+
+_START = """
+-- KEYS: record; ARGV: worker, now. Returns the job's status before the call
+-- ('' for an unknown job); only a queued or started job is (re)marked started.
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return '' end
+if status == 'queued' or status == 'started' then
+  redis.call('HSET', KEYS[1], 'status', 'started', 'worker', ARGV[1], 'started_at', ARGV[2])
+end
+return status
+"""
+
+_FINISH = """
+-- KEYS: record, image, inflight index, queued-bytes, outbox, delivery, events channel
+-- ARGV: job id, status, field ('result' or 'error'), payload JSON, now, ttl, delivery id
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status or status == 'succeeded' or status == 'failed' then
+  return 0
+end
+-- Frees first: with Redis full (maxmemory, noeviction) a script's first write
+-- decides whether it may run, and deleting is always allowed.
+redis.call('DEL', KEYS[2])
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('HSET', KEYS[1], 'status', ARGV[2], ARGV[3], ARGV[4], 'finished_at', ARGV[5])
+redis.call('EXPIRE', KEYS[1], ARGV[6])
+local size = tonumber(redis.call('HGET', KEYS[1], 'bytes') or '0')
+if size > 0 and tonumber(redis.call('DECRBY', KEYS[4], size)) < 0 then
+  redis.call('SET', KEYS[4], 0)
+end
+local webhook = redis.call('HGET', KEYS[1], 'webhook')
+if webhook and webhook ~= '' then
+  redis.call('HSET', KEYS[6], 'job_id', ARGV[1], 'url', webhook, 'attempts', 0,
+             'event', ARGV[2])
+  redis.call('EXPIRE', KEYS[6], ARGV[6])
+  redis.call('ZADD', KEYS[5], ARGV[5], ARGV[7])
+end
+redis.call('PUBLISH', KEYS[7], ARGV[2])
+return 1
+"""
+
+_CLAIM = """
+-- KEYS: outbox; ARGV: now, lease seconds. The first due delivery, leased until
+-- now + lease (a dispatcher that dies with it lets it come due again).
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 1)
+if #due == 0 then return false end
+redis.call('ZADD', KEYS[1], tonumber(ARGV[1]) + tonumber(ARGV[2]), due[1])
+return due[1]
+"""
+
+
+class Start(Enum):
+    """What a worker does with a job's message."""
+
+    RUN = "run"
+    TERMINAL = "terminal"  # finished, failed or cancelled already: drop the message
+    UNKNOWN = "unknown"  # no record (expired, or its enqueue failed): drop it
+
+
+@dataclass(frozen=True)
+class Delivery:
+    id: str
+    job_id: str
+    url: str
+    attempts: int
+
+
+class JobStore:
+    def __init__(self, client: redis.Redis, celery: Celery, *, queue: str, ttl_seconds: int):
+        self.client = client
+        self.celery = celery
+        self.queue = queue
+        self.ttl = ttl_seconds
+        self.records = JobRecords(client, ttl_seconds, queue)
+        self.queued_bytes_key = QUEUED_BYTES_PREFIX + queue
+        self.outbox_key = OUTBOX_PREFIX + queue
+        self._create = client.register_script(_CREATE)
+        self._discard_script = client.register_script(_DISCARD)
+        self._start = client.register_script(_START)
+        self._finish = client.register_script(_FINISH)
+        self._claim = client.register_script(_CLAIM)
+
+    # --- create + enqueue (web tier) ------------------------------------------
+    def create(self, job_id: str, *, top_k: int, form: str, image: bytes, owner: str = "",
+               webhook: str = "", max_queue_length: int = 0,
+               max_queue_bytes: int = 0) -> JobRecord:
+        """Record the job and its image, then send its message. Refused with
+        `QueueFull` when `max_queue_length` jobs wait, when their images would pass
+        `max_queue_bytes`, or when Redis is within its headroom of `maxmemory`. If
+        the message cannot be sent, the record is removed again (so nothing ever runs
+        a job its client was refused) and the error raised. Only a sent job enters
+        the lost-job index."""
+        if max_queue_length and self.client.llen(self.queue) >= max_queue_length:
+            raise QueueFull(retry_after=RETRY_AFTER_QUEUE_FULL)
+        self._check_memory(len(image))
+        created_at = time.time()
+        fields = {"created_at": repr(created_at), "top_k": top_k, "form": form,
+                  "owner": owner, "webhook": webhook, "status": JobStatus.QUEUED.value,
+                  "bytes": len(image)}
+        pairs = [item for pair in fields.items() for item in pair]
+        admitted = self._create(keys=[RECORD_PREFIX + job_id, IMAGE_PREFIX + job_id,
+                                      self.queued_bytes_key],
+                                args=[max_queue_bytes, len(image), self.ttl, image, *pairs])
+        if not admitted:
+            raise QueueFull("the images waiting in the queue are over its size limit; "
+                            "retry later", retry_after=RETRY_AFTER_QUEUE_FULL)
+        record = JobRecord(id=job_id, created_at=created_at, top_k=top_k, form=form,
+                           status=JobStatus.QUEUED, owner=owner, webhook=webhook)
+        try:
+            self._send(record)
+        except Exception:
+            self._discard(job_id)
+            raise
+        self.records.index_inflight(job_id, created_at)
+        return record
+
+    def _check_memory(self, incoming: int) -> None:
+        memory = self.client.info("memory")
+        limit = int(memory.get("maxmemory", 0))
+        if limit and memory["used_memory"] + incoming > limit * (1 - REDIS_MEMORY_HEADROOM):
+            raise QueueFull("the job store is nearly full; retry later",
+                            retry_after=RETRY_AFTER_QUEUE_FULL)
+
+    def _send(self, record: JobRecord) -> None:
+        self.celery.send_task(CLASSIFY_TASK, task_id=record.id, queue=self.queue,
+                              kwargs={"top_k": record.top_k, "created_at": record.created_at})
+
+    def _discard(self, job_id: str) -> None:
+        """Undo a create whose message was never sent (best effort: Redis may be the
+        reason it failed; a record left behind is never run and expires)."""
+        try:
+            self._discard_script(keys=[RECORD_PREFIX + job_id, IMAGE_PREFIX + job_id,
+                                       self.queued_bytes_key])
+        except redis.RedisError:
+            pass
+
+    def resend(self, record: JobRecord) -> None:
+        """Send a lost job's message again (the lost-job sweeper)."""
+        self._send(record)
+
+    # --- read ---------------------------------------------------------------------
+    def record(self, job_id: str) -> JobRecord | None:
+        return self.records.get(job_id)
+
+    def view(self, job_id: str) -> Job | None:
+        record = self.records.get(job_id)
+        return None if record is None else job_view(record)
+
+    # --- transitions ----------------------------------------------------------------
+    def start(self, job_id: str, worker: str) -> Start:
+        before = self._start(keys=[RECORD_PREFIX + job_id], args=[worker, repr(time.time())])
+        before = before.decode() if isinstance(before, bytes) else before
+        if not before:
+            return Start.UNKNOWN
+        if JobStatus(before).is_terminal():
+            return Start.TERMINAL
+        return Start.RUN
+
+    def finish(self, job_id: str, *, result: dict | None = None,
+               error: ResqError | None = None) -> bool:
+        """End the job with `result` (succeeded) or `error` (failed). True if this
+        call ended it; False if it was terminal already (or unknown)."""
+        if (result is None) == (error is None):
+            raise ValueError("finish takes a result or an error")
+        if result is not None:
+            status, field, payload = JobStatus.SUCCEEDED, "result", result
+        else:
+            status, field, payload = JobStatus.FAILED, "error", error.to_dict()
+        delivery_id = str(uuid.uuid4())
+        return bool(self._finish(
+            keys=[RECORD_PREFIX + job_id, IMAGE_PREFIX + job_id, self.records.inflight_key,
+                  self.queued_bytes_key, self.outbox_key, DELIVERY_PREFIX + delivery_id,
+                  EVENTS_PREFIX + job_id],
+            args=[job_id, status.value, field, json.dumps(payload), repr(time.time()),
+                  self.ttl, delivery_id]))
+
+    def cancel(self, job_id: str) -> bool:
+        """Cancel wins: a queued or started job ends `failed`/`cancelled` now. True if
+        this call ended it; False if it had ended already."""
+        return self.finish(job_id, error=JobCancelled())
+
+    # --- webhook outbox -----------------------------------------------------------
+    def claim_delivery(self, lease_seconds: float) -> Delivery | None:
+        """The next due webhook delivery, leased to the caller for `lease_seconds`."""
+        delivery_id = self._claim(keys=[self.outbox_key], args=[time.time(), lease_seconds])
+        if not delivery_id:
+            return None
+        delivery_id = delivery_id.decode()
+        fields = self.client.hgetall(DELIVERY_PREFIX + delivery_id)
+        if not fields:  # expired with its job: nothing left to send
+            self.client.zrem(self.outbox_key, delivery_id)
+            return None
+        return Delivery(id=delivery_id, job_id=fields[b"job_id"].decode(),
+                        url=fields[b"url"].decode(), attempts=int(fields[b"attempts"]))
+
+    def delivery_done(self, delivery: Delivery) -> None:
+        """Delivered, or given up: the delivery leaves the outbox."""
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.zrem(self.outbox_key, delivery.id)
+            pipe.delete(DELIVERY_PREFIX + delivery.id)
+            pipe.execute()
+
+    def delivery_failed(self, delivery: Delivery, retry_in: float) -> None:
+        """Try the delivery again in `retry_in` seconds."""
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.hincrby(DELIVERY_PREFIX + delivery.id, "attempts", 1)
+            pipe.zadd(self.outbox_key, {delivery.id: time.time() + retry_in})
+            pipe.execute()
+
+    def queued_bytes(self) -> int:
+        return int(self.client.get(self.queued_bytes_key) or 0)
+
+
+def job_view(record: JobRecord) -> Job:
+    """The job as clients see it: what `GET /jobs/<id>` answers and a webhook sends."""
+    result = error = None
+    if record.status is JobStatus.SUCCEEDED:
+        result = JobResult.model_validate(record.result)
+    elif record.status is JobStatus.FAILED:
+        error = ErrorDetail(**_error_detail(record.error))
+    return Job(id=record.id, status=record.status, created_at=record.created_at,
+               top_k=record.top_k, result=result, error=error)
+
+
+def _error_detail(stored) -> dict:
+    if isinstance(stored, dict) and "code" in stored:
+        return {"code": str(stored["code"]), "message": str(stored.get("message", ""))}
+    return ResqError().to_dict()
+
