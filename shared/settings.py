@@ -124,6 +124,11 @@ class Settings(BaseSettings):
     holds a job (its `WORKER_CONCURRENCY` jobs at its slowest batch rate), or slow
     jobs would be delivered twice."""
 
+    worker_heartbeat_seconds: float = Field(2.0, gt=0, le=60)
+    """How often a worker renews its heartbeat. A worker silent for 5 times this is
+    dead: the jobs it held are delivered again at once (within about 6 times this),
+    whatever `VISIBILITY_TIMEOUT_SECONDS` says."""
+
     job_max_attempts: int = Field(3, ge=1, le=100)
     """Times a job's worker may die while the job's batch runs (a crash, an OOM
     kill). Such a job is delivered again and then runs in a batch of its own; after

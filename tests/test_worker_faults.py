@@ -12,7 +12,7 @@ from tests.conftest import make_settings, running_app
 from tests.support.images import jpeg
 from tests.support.poison_worker import POISON_MARKER
 from tests.support.processes import ROOT, await_condition, start_worker
-from tests.support.queue_state import held_job_ids, snapshot
+from tests.support.queue_state import await_busy, held_job_ids, snapshot
 
 pytestmark = [pytest.mark.chaos, pytest.mark.processes]
 
@@ -31,25 +31,19 @@ def faulty_queue(redis_url):
         yield settings, app.test_client()
 
 
-def busy_worker(client, broker: redis.Redis, queue: str, ids: list[str],
-                waiting_behind: int = 4) -> set[str]:
-    """Await a busy worker: one that holds some of `ids` while at least
-    `waiting_behind` more wait in the queue. Jobs are added as the worker takes
-    them, so this holds on a machine of any speed (a fast one never runs dry, a
-    slow one gets there later). Returns the ids it holds at that moment."""
+JPEG = jpeg()
 
-    def busy():
-        waiting, held = snapshot(broker, queue)
-        if waiting < waiting_behind:
-            ids.append(submit(client))
-            return None
-        return held & set(ids)
 
-    return await_condition(busy, 120, "a worker holding jobs with more waiting", interval=0.01)
+def busy_worker(client, broker: redis.Redis, queue: str, ids: list[str]) -> set[str]:
+    """Await a busy worker: one that holds some of `ids` while more wait in the queue
+    (jobs are added in bursts as it takes them, so this holds at any speed).
+    Returns the ids it holds at that moment."""
+    return await_busy(lambda: submit(client), lambda: snapshot(broker, queue)[1] & set(ids),
+                      lambda: broker.llen(queue), ids)
 
 
 def submit(client) -> str:
-    return client.post("/jobs", data=jpeg(), content_type="image/jpeg").get_json()["id"]
+    return client.post("/jobs", data=JPEG, content_type="image/jpeg").get_json()["id"]
 
 
 def test_jobs_of_a_worker_killed_mid_batch_are_delivered_again(faulty_queue, redis_url, tmp_path):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 
 from celery._state import get_current_task
-from celery.signals import setup_logging, worker_init
+from celery.signals import setup_logging, task_postrun, task_received, worker_init, worker_shutdown
 
 from shared import log_format
 from shared.celery_app import make_celery
@@ -17,6 +17,7 @@ from shared.redis_client import connect
 from shared.settings import get_settings
 from shared.url_guard import AddressPolicy
 from worker import metrics
+from worker.heartbeat import Heartbeat, new_worker_id
 from worker.redelivery import LostJobSweeper
 from worker.runtime import load_runtime
 from worker.tasks import register_tasks
@@ -29,7 +30,11 @@ REDIS_RIDE_OUT_SECONDS = 60
 client = connect(settings.redis_url, ride_out_seconds=REDIS_RIDE_OUT_SECONDS)
 store = JobStore(client, app, queue=settings.queue_name,
                  ttl_seconds=settings.result_ttl_seconds)
-register_tasks(app, settings, store)
+worker_id = new_worker_id()
+heartbeat = Heartbeat(client, settings.queue_name, worker_id,
+                      interval=settings.worker_heartbeat_seconds)
+register_tasks(app, settings, store, worker_id)
+log = logging.getLogger(__name__)
 
 
 class CurrentJob(logging.Filter):
@@ -48,6 +53,29 @@ def _resq_logging(**_):
     log_format.configure(settings.log_level, settings.log_format, CurrentJob())
 
 
+@task_received.connect
+def _holding(request=None, **_):
+    """Recorded as it arrives, so that the message comes back at once if this
+    worker dies holding it (`worker.heartbeat`)."""
+    try:
+        heartbeat.holding(request.id, request.message.delivery_tag)
+    except Exception as error:  # the visibility timeout still covers it
+        log.warning("could not record a held job: %s", error)
+
+
+@task_postrun.connect
+def _released(task_id=None, **_):
+    try:
+        heartbeat.released(task_id)
+    except Exception as error:
+        log.warning("could not record a released job: %s", error)
+
+
+@worker_shutdown.connect
+def _stop_beating(**_):
+    heartbeat.stop()
+
+
 @worker_init.connect
 def _load_model_before_consuming(**_):
     # Scrapes read the queue with a client that fails fast, not the patient one.
@@ -55,6 +83,7 @@ def _load_model_before_consuming(**_):
                   settings.queue_name, store.records.inflight_key)
     settings.worker_ready_file.unlink(missing_ok=True)
     load_runtime(settings)
+    heartbeat.start()
     LostJobSweeper(client, store, stale_after=settings.visibility_timeout_seconds,
                    interval=min(10.0, settings.visibility_timeout_seconds)).start()
     sender = WebhookSender(store, secret=settings.webhook_secret.get_secret_value().encode(),

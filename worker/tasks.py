@@ -19,11 +19,11 @@ from worker.runtime import load_runtime
 log = logging.getLogger(__name__)
 
 
-def register_tasks(app: Celery, settings, store: JobStore) -> None:
+def register_tasks(app: Celery, settings, store: JobStore, worker_id: str) -> None:
     @app.task(name=CLASSIFY_TASK, bind=True, ignore_result=True)
     def classify(self, top_k: int, created_at: float) -> None:
         job_id = self.request.id
-        decision = store.start(job_id, worker=self.request.hostname or "")
+        decision = store.start(job_id, worker=worker_id)
         if decision is not Start.RUN:
             # Terminal already (finished, failed, cancelled) or unknown: a redelivered
             # or duplicated message, acknowledged and dropped without running.

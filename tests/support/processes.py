@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -151,8 +152,10 @@ def redis_server(tmp: Path):
 def start_worker(redis_url: str, queue: str, log_path: Path, *, wait_ready: bool = True,
                  module: str = "worker", **env) -> Process:
     """`python -m worker` as a user runs it, with random weights; returns once the
-    worker answers a Celery ping (unless `wait_ready` is false)."""
-    proc = Process([sys.executable, "-m", module, "--hostname", f"{queue}@%h"],
+    worker answers a Celery ping (unless `wait_ready` is false). Each worker has a
+    node name of its own, so that another worker of the queue cannot answer for it."""
+    node = f"{queue}-{uuid.uuid4().hex[:6]}"
+    proc = Process([sys.executable, "-m", module, "--hostname", f"{node}@%h"],
                    base_env(**{"REDIS_URL": redis_url, "QUEUE_NAME": queue,
                                "MODEL_WEIGHTS": "random", "MODEL_COMPILE": "false",
                                "BATCH_MAX_SIZE": 4, "TORCH_THREADS": 1,
@@ -169,7 +172,7 @@ def start_worker(redis_url: str, queue: str, log_path: Path, *, wait_ready: bool
     def answers():
         if not proc.alive():
             raise RuntimeError("worker exited:\n" + proc.log()[-3000:])
-        return app.control.ping(destination=[f"{queue}@{socket.gethostname()}"], timeout=0.5)
+        return app.control.ping(destination=[f"{node}@{socket.gethostname()}"], timeout=0.5)
 
     await_condition(answers, 90, "celery worker", interval=0.1)
     return proc

@@ -24,3 +24,22 @@ def snapshot(client: redis.Redis, queue: str) -> tuple[int, set[str]]:
         pipe.hvals(UNACKED_KEY)
         waiting, held = pipe.execute()
     return waiting, {json.loads(raw)[0]["headers"]["id"] for raw in held}
+
+
+def await_busy(submit, held_now, queue_length, ids: list[str], *, waiting_behind: int = 4,
+               burst: int = 8, timeout: float = 120) -> set[str]:
+    """Await a busy worker: `held_now()` (the ids a worker holds) non-empty while at
+    least `waiting_behind` jobs wait in the queue behind them. Whenever fewer wait,
+    `submit()` is called `burst` times at once (each returns a new job id, appended
+    to `ids`), so that the queue fills faster than workers drain it, on a machine of
+    any speed. Returns the ids held at that moment."""
+    from tests.support.processes import await_condition
+
+    def busy():
+        if queue_length() < waiting_behind:
+            ids.extend(submit() for _ in range(burst))
+            return None
+        return held_now()
+
+    return await_condition(busy, timeout, "a worker holding jobs with more waiting",
+                           interval=0.01)
