@@ -65,12 +65,40 @@ run: $(STAMP)
 	  $(PY) -m shared.redis_client --wait "$$REDIS_URL" --pid "$$redis_pid" || exit 1
 	fi
 	echo "resq: REDIS_URL=$$REDIS_URL"
-	$(PY) -m worker & pids+=($$!)
-	$(VENV)/bin/gunicorn -c python:web.gunicorn_conf & pids+=($$!)
-	$(PY) -m shared.monitor & pids+=($$!)  # Flower: 127.0.0.1 only, unless FLOWER_BASIC_AUTH
+	# As compose's restart policy would: a process that dies is started again after
+	# 1, 2, 4 ... s (at most 30 s; 1 s again after a minute up), while the others
+	# keep serving. Exit 2 (bad settings) or 3 (no weights) is final: no restart helps.
+	supervise() {
+	  local name=$$1 delay=1 child= stopping= started rc; shift
+	  # A Ctrl-C reaches the main shell, whose stop() sends TERM here.
+	  trap '' INT; trap 'stopping=1; [ -z "$$child" ] || kill -TERM "$$child" 2>/dev/null' TERM
+	  while :; do
+	    started=$$SECONDS; "$$@" & child=$$!
+	    while :; do rc=0; wait "$$child" || rc=$$?; kill -0 "$$child" 2>/dev/null || break; done
+	    [ -z "$$stopping" ] || exit 0
+	    if [ "$$rc" = 2 ] || [ "$$rc" = 3 ]; then
+	      echo "resq: $$name exited with status $$rc; not restarting it"; exit "$$rc"
+	    fi
+	    [ $$((SECONDS - started)) -lt 60 ] || delay=1
+	    # Said after the pause: a Ctrl-C, which ends the children too, stops this
+	    # supervisor during it.
+	    sleep "$$delay" & child=$$!; wait "$$child" || true; child=
+	    [ -z "$$stopping" ] || exit 0
+	    echo "resq: $$name exited (status $$rc); restarting it after $$delay s"
+	    delay=$$(( delay * 2 > 30 ? 30 : delay * 2 ))
+	  done
+	}
+	supervise worker $(PY) -m worker & pids+=($$!)
+	supervise web $(VENV)/bin/gunicorn -c python:web.gunicorn_conf & pids+=($$!)
+	supervise flower $(PY) -m shared.monitor & pids+=($$!)  # 127.0.0.1 only, unless FLOWER_BASIC_AUTH
 	echo "resq: web http://127.0.0.1:$(PORT)  docs http://127.0.0.1:$(PORT)/docs  flower http://127.0.0.1:$(FLOWER_PORT)  metrics :$(PORT)/metrics :$${WORKER_METRICS_PORT:-9540}/metrics"
-	wait -n "$${pids[@]}" $$redis_pid || true
-	echo "resq: a process exited; stopping the rest"
+	# Polled in the foreground rather than `wait -n`: bash runs a Ctrl-C's trap once a
+	# foreground command ends, and the supervisors keep their children running.
+	while :; do
+	  for pid in "$${pids[@]}" $$redis_pid; do kill -0 "$$pid" 2>/dev/null || break 2; done
+	  sleep 1
+	done
+	echo "resq: stopping everything"
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -126,3 +126,25 @@ def test_make_run_beside_another_redis_starts_its_own_and_never_touches_the_othe
     finally:
         client.close()
         other.stop()
+
+
+def test_a_dead_worker_is_restarted_while_the_web_keeps_serving(make_run, tmp_path):
+    """On one machine `make run` is the deployment: a worker that dies (SIGKILL, as
+    the OOM killer would) is started again, and says so, while the web tier keeps
+    answering; jobs go through again afterwards."""
+    proc, web, _ = make_run
+
+    def workers():
+        return [c for c in descendants(proc.pid) if c.cmdline()[1:3] == ["-m", "worker"]]
+
+    [first] = workers()
+    first.kill()
+    assert requests.get(f"{web}/healthz", timeout=5).status_code == 200
+    await_condition(lambda: [w for w in workers() if w.pid != first.pid], 60,
+                    "a new worker process")
+    response = requests.post(f"{web}/jobs?wait=30", data=jpeg(), timeout=120,
+                             headers={"Content-Type": "image/jpeg"})
+    assert response.status_code == 200 and response.json()["status"] == "succeeded"
+    log = (tmp_path / "make.log").read_text()
+    assert "resq: worker exited (status" in log and "restarting it after 1 s" in log
+    assert proc.poll() is None  # make run itself carries on
