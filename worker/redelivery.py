@@ -2,87 +2,178 @@
 
 Kombu's Redis transport pops a message (BRPOP) and only then records it as unacked
 in the `unacked` hash; a worker killed in between (the message read, or still in
-its socket buffer) takes the message with it, and the visibility timeout cannot
-bring back what was never recorded. The web tier records every accepted job in
-`resq:inflight`; this sweeper, run by every worker (one at a time, under a Redis
-lock per queue), finds the jobs accepted more than `stale_after` seconds ago that have no
-result and no message anywhere (neither waiting in the queue nor unacked), and
-sends their message again (`JobStore.resend`). A job found in transit at that
-moment is sent twice at worst, which is harmless: a message for a job that has
-ended is dropped unrun, and the first end of a job is the only one.
+its socket buffer) takes the message with it, and neither the visibility timeout
+nor the heartbeat (`worker.heartbeat`) can bring back what was never recorded.
+Such a job is still `queued`, and its message is nowhere.
+
+The job store indexes every sent, unfinished job (`resq:inflight:<queue>`, scored
+by when its message was last sent). Each sweep, under a per-queue lock, reads at
+most `batch` of the jobs last sent more than `stale_after` seconds ago (the oldest
+first), keeps those still `queued` and not unacked, and looks for them in the
+queue from its tail, where the oldest messages wait (the queue is first in,
+first out): a page at a time, stopping as soon as each is found, or as soon as it
+has passed messages sent well after one of them, which proves that one gone. So a
+sweep reads about `batch` messages however long the queue is. A lost job's
+message is sent again (`JobStore.resend`).
+
+The lock is fenced: each re-send first claims its job in one Lua step that checks
+the lock still holds this sweep's token and that the job is still stale, and moves
+it forward in the index. Two sweeps that overlap (one paused past its lock) never
+re-send the same job twice. A job sent twice anyway (found in transit) is
+harmless: a message of a job that has ended is dropped unrun, and a job's first
+end is its only one.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import threading
 import time
+import uuid
 
 import redis
 
+from shared.job_records import RECORD_PREFIX
 from shared.job_store import JobStore
+from shared.jobs import JobStatus
 
 log = logging.getLogger(__name__)
 
 UNACKED_KEY = "unacked"  # kombu's Redis transport default
 LOCK_PREFIX = "resq:sweeper-lock:"  # one sweeper at a time per queue
+PAGE = 200  # messages read from the queue at a time
+MAX_PAGES = 50  # at most this many pages a sweep; the rest waits for the next sweep
+# A message sent this long after a missing job's last send proves that job is not
+# behind it in the queue (its own send may have been delayed by up to this much).
+ORDER_MARGIN_SECONDS = 5.0
+
+_CLAIM = """
+-- KEYS: lock, inflight index; ARGV: token, job id, stale cutoff, now
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local score = redis.call('ZSCORE', KEYS[2], ARGV[2])
+if not score or tonumber(score) > tonumber(ARGV[3]) then return 0 end
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[2])
+return 1
+"""
+
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
 
 
-def _message_id(raw: bytes | str, *, unacked: bool) -> str | None:
+def _unacked_id(raw: bytes | str) -> str | None:
     try:
-        payload = json.loads(raw)
-        message = payload[0] if unacked else payload
-        return message["headers"]["id"]
+        return json.loads(raw)[0]["headers"]["id"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
+
+
+def _queued_message(raw: bytes | str) -> tuple[str, float] | None:
+    """(job id, accepted at) of a classify message as it waits in the queue."""
+    try:
+        message = json.loads(raw)
+        _args, kwargs, _embed = json.loads(base64.b64decode(message["body"]))
+        return message["headers"]["id"], float(kwargs["created_at"])
     except (ValueError, KeyError, IndexError, TypeError):
         return None
 
 
 class LostJobSweeper:
     def __init__(self, client: redis.Redis, store: JobStore, *, stale_after: float,
-                 interval: float):
+                 interval: float, batch: int = 100):
         self.client = client
         self.store = store
         self.records = store.records
         self.queue = store.queue
         self.stale_after = stale_after
         self.interval = interval
+        self.batch = batch
+        self.lock_key = LOCK_PREFIX + self.queue
+        self.lock_ms = max(1000, int(interval * 3000))
+        self._claim = client.register_script(_CLAIM)
+        self._renew = client.register_script(_RENEW)
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def messages_present(self) -> set[str]:
-        """Ids of every job whose message waits in the queue or is unacked, read in
-        one transaction so that a message moving from one to the other is seen."""
-        with self.client.pipeline(transaction=True) as pipe:
-            pipe.lrange(self.queue, 0, -1)
-            pipe.hvals(UNACKED_KEY)
-            waiting, unacked = pipe.execute()
-        ids = {_message_id(raw, unacked=False) for raw in waiting}
-        ids |= {_message_id(raw, unacked=True) for raw in unacked}
-        ids.discard(None)
-        return ids
-
     def sweep_once(self, now: float | None = None) -> list[str]:
-        """Re-send the lost jobs; returns their ids."""
-        now = time.time() if now is None else now
-        candidates = self.records.stale_inflight(now - self.stale_after)
-        if not candidates:
+        """Take the lock and re-send the lost jobs; returns their ids ([] when
+        another sweep holds the lock)."""
+        token = uuid.uuid4().hex
+        if not self.client.set(self.lock_key, token, nx=True, px=self.lock_ms):
             return []
-        present = self.messages_present()
+        try:
+            return self._sweep(token, time.time() if now is None else now)
+        finally:
+            self.client.eval("if redis.call('GET', KEYS[1]) == ARGV[1] then "
+                             "return redis.call('DEL', KEYS[1]) end return 0",
+                             1, self.lock_key, token)
+
+    def _sweep(self, token: str, now: float) -> list[str]:
+        cutoff = now - self.stale_after
+        stale = dict(self.client.zrangebyscore(self.records.inflight_key, "-inf", cutoff,
+                                               start=0, num=self.batch, withscores=True))
+        if not stale:
+            return []
+        ids = [raw.decode() for raw in stale]
+        with self.client.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hget(RECORD_PREFIX + job_id, "status")
+            statuses = pipe.execute()
+        missing: dict[str, float] = {}
+        for job_id, status in zip(ids, statuses, strict=True):
+            if status is None or JobStatus(status.decode()).is_terminal():
+                self.records.drop_inflight(job_id)  # ended, or expired
+            elif status.decode() == JobStatus.QUEUED.value:
+                missing[job_id] = stale[job_id.encode()]
+            # A started job was received by a worker: the heartbeat covers it.
+        if missing:
+            for raw in self.client.hvals(UNACKED_KEY):  # bounded: what workers hold
+                missing.pop(_unacked_id(raw), None)
+        lost = self._not_in_queue(missing, token)
         resent = []
-        for job_id in candidates:
-            if job_id in present:
-                continue
+        for job_id in lost:
+            if not self._claim(keys=[self.lock_key, self.records.inflight_key],
+                               args=[token, job_id, cutoff, now]):
+                continue  # another sweep has it, or it moved on
             record = self.store.record(job_id)
-            if record is None or record.status.is_terminal():
-                self.records.drop_inflight(job_id)
-                continue
-            self.store.resend(record)
-            self.records.touch_inflight(job_id, now)
-            resent.append(job_id)
+            if record is not None and record.status is JobStatus.QUEUED:
+                self.store.resend(record)
+                resent.append(job_id)
         if resent:
             log.warning("re-sent %d jobs whose message was lost: %s", len(resent), resent)
         return resent
+
+    def _not_in_queue(self, missing: dict[str, float], token: str) -> list[str]:
+        """Of `missing` (job id -> when last sent), those not in the queue, read
+        from its tail a page at a time; an undecided job waits for the next sweep."""
+        lost: list[str] = []
+        newest_seen = float("-inf")
+        for page in range(MAX_PAGES):
+            if not missing:
+                break
+            raw = self.client.lrange(self.queue, -(page + 1) * PAGE, -page * PAGE - 1)
+            for item in reversed(raw):  # tail first: the next to be taken
+                found = _queued_message(item)
+                if found is None:
+                    continue
+                job_id, accepted = found
+                missing.pop(job_id, None)
+                newest_seen = max(newest_seen, accepted)
+            passed = [j for j, sent in missing.items()
+                      if newest_seen > sent + ORDER_MARGIN_SECONDS]
+            for job_id in passed:
+                lost.append(job_id)
+                del missing[job_id]
+            if len(raw) < PAGE:  # the whole queue is read: the rest are gone too
+                lost.extend(missing)
+                break
+            self._renew(keys=[self.lock_key], args=[token, self.lock_ms])
+        return lost
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="lost-job-sweeper", daemon=True)
@@ -94,9 +185,6 @@ class LostJobSweeper:
     def _loop(self) -> None:
         while not self._stopping.wait(self.interval):
             try:
-                # One sweeper at a time across all workers.
-                if self.client.set(LOCK_PREFIX + self.queue, "1", nx=True,
-                                   ex=max(1, int(self.interval))):
-                    self.sweep_once()
+                self.sweep_once()
             except Exception as error:  # Redis away: try again next round
                 log.warning("lost-job sweep failed: %s", error)
