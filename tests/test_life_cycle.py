@@ -61,12 +61,18 @@ def worker_said(worker, job_id: str, words: str) -> bool:
     return any(job_id in line and words in line for line in worker.log().splitlines())
 
 
+def close_gate(gate):
+    for name in ("entered", "open"):
+        (gate / name).unlink(missing_ok=True)
+
+
 def test_cancel_wins_over_a_running_job_and_only_one_webhook_goes_out(gated):
     """Defect 2: a running job cancelled. DELETE ends it `cancelled` at once; the
     worker's result, stored later, is discarded; GET never changes its answer, and
     exactly one webhook is sent (it was two, one from each tier, and the job later
     read `succeeded`)."""
     client, store, worker, gate, receiver = gated
+    close_gate(gate)
     job = submit(client, jpeg() + GATE_MARKER, receiver.url)
     await_condition(lambda: (gate / "entered").exists(), 60, "the job to be in the worker")
     assert client.get(f"/jobs/{job['id']}").get_json()["status"] == "started"
@@ -109,6 +115,26 @@ def test_a_duplicated_message_of_an_ended_job_is_dropped_unrun(gated):
             if done["id"] in line and "classified" in line]
     assert len(runs) == 1
     assert len(receiver.of(done["id"])) == 1 and len(receiver.of(cancelled["id"])) == 1
+
+
+def test_a_redis_blip_as_a_job_ends_loses_neither_its_end_nor_its_webhook(gated):
+    """Defect 3: Redis stops taking writes (CLIENT PAUSE, longer than the clients'
+    2 s socket timeout) just as the worker ends a job. The end and its webhook are
+    one step that the worker retries until Redis is back: the job succeeds and its
+    webhook goes out once (it used to be published after the end, retried once
+    after 0.2 s, and lost)."""
+    client, store, worker, gate, receiver = gated
+    close_gate(gate)
+    job = submit(client, jpeg() + GATE_MARKER, receiver.url)
+    await_condition(lambda: (gate / "entered").exists(), 60, "the job to be in the worker")
+    store.client.execute_command("CLIENT", "PAUSE", 3000, "WRITE")
+    (gate / "open").touch()  # the worker ends the job while Redis takes no writes
+    ended = client.get(f"/jobs/{job['id']}?wait=60").get_json()
+    assert ended["status"] == "succeeded"
+    await_condition(lambda: receiver.of(job["id"]) and outbox_drained(store), 60,
+                    "the webhook")
+    assert len(receiver.of(job["id"])) == 1
+    assert client.get(f"/jobs/{job['id']}").get_json() == ended
 
 
 def test_a_delivery_whose_dispatcher_died_is_sent_by_another_once(idle_settings):
