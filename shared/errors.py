@@ -155,6 +155,16 @@ class JobKilledWorker(ResqError):
     default_message = "the job's worker died every time it ran the job; it is not retried"
 
 
+def error_codes() -> set[str]:
+    """Every code of the hierarchy: the fixed set of a metric's `reason` or `code`."""
+    codes, pending = set(), [ResqError]
+    while pending:
+        cls = pending.pop()
+        codes.add(cls.code)
+        pending.extend(cls.__subclasses__())
+    return codes
+
+
 def error_from_dict(body: dict | None) -> dict:
     """A failed job's stored error, normalised to `{"code", "message"}`."""
     if not isinstance(body, dict) or "code" not in body:

@@ -74,3 +74,40 @@ def test_many_waits_do_not_block_other_requests(web, idle_client):
     assert health.status_code == 200
     assert in_flight == len(ids)
     assert results == [(200, "queued")] * len(ids)
+
+
+def test_made_up_methods_add_no_metric_series(web):
+    """gunicorn accepts any uppercase token as a method. Every one of them is labelled
+    `other`, so a client sending made-up methods cannot grow /metrics (150 of them
+    used to add about 2,500 samples, without a key and outside the rate limit)."""
+    import random
+    import string
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def series() -> set:
+        text = requests.get(f"{web}/metrics", timeout=10).text
+        return {(s.name, tuple(sorted(s.labels.items())))
+                for family in text_string_to_metric_families(text) for s in family.samples}
+
+    def made_up(count: int):
+        rng = random.Random(count)
+        for _ in range(count):
+            method = "".join(rng.choices(string.ascii_uppercase, k=rng.randint(3, 20)))
+            requests.request(method, f"{web}/healthz", timeout=10)
+
+    made_up(5)  # the `other` series exist from here on
+    before = series()
+    made_up(150)
+    after = series()
+    methods = {dict(labels).get("method") for _, labels in after} - {None}
+    print(f"\n/metrics: {len(before)} series after 5 made-up methods, {len(after)} after 150 more")
+    assert after == before
+    assert methods <= {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "other"}
+
+
+def test_every_labelled_counter_reads_zero_before_its_first_event(web):
+    text = requests.get(f"{web}/metrics", timeout=10).text
+    assert 'resq_rejections_total{reason="queue_full"} 0.0' in text
+    assert 'resq_waits_total{outcome="timeout"}' in text
+    assert 'resq_jobs_submitted_total{form="url"}' in text

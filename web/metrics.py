@@ -5,8 +5,11 @@ keeps each process's counters in files under `METRICS_DIR` (its environment
 variable `PROMETHEUS_MULTIPROC_DIR` is set, and the directory emptied, by
 `web.gunicorn_conf` before any worker starts; a dead worker's files are marked),
 and `/metrics` sums them. Outside gunicorn (the Flask test client) the process's
-own registry is served. Routes are labelled by their template (`/jobs/<job_id>`),
-never by the raw path, and reasons by error code: every label stays bounded.
+own registry is served. Every label comes from a fixed set: routes by their
+template (`/jobs/<job_id>`), never the raw path; methods from the standard ones,
+any other as `other` (gunicorn accepts any made-up token as a method); reasons by
+error code. Each labelled counter starts with its known label values at 0, so
+dashboards and ratios read 0, not "no data", before the first event.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from prometheus_client import (
 )
 from prometheus_client.registry import Collector
 
+from shared.errors import error_codes
+from shared.jobs import InputForm
 from shared.queue_metrics import QueueCollector
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -44,6 +49,24 @@ WAITS = Counter("resq_waits_total",
                 "finished within the wait) or `timeout`", ["outcome"])
 REJECTIONS = Counter("resq_rejections_total",
                      "Requests answered with an error, by reason (the error code)", ["reason"])
+
+
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+WAIT_OUTCOMES = ("result", "timeout")
+
+
+def method_label(method: str) -> str:
+    return method if method in METHODS else "other"
+
+
+def initialise() -> None:
+    """Create each counter's known series at 0."""
+    for form in InputForm:
+        SUBMITTED.labels(form=form.value)
+    for outcome in WAIT_OUTCOMES:
+        WAITS.labels(outcome=outcome)
+    for code in error_codes():
+        REJECTIONS.labels(reason=code)
 
 
 def job_submitted(form: str) -> None:
@@ -90,13 +113,15 @@ def _asked_to_wait() -> bool:
 
 
 def install(app: Flask, queue: QueueCollector) -> None:
+    initialise()
+
     @app.before_request
     def _start_timer():
         g.metrics_started = time.perf_counter()
 
     @app.after_request
     def _count(response):
-        route, method = _route(), request.method
+        route, method = _route(), method_label(request.method)
         if route != "/metrics":
             started = g.get("metrics_started", time.perf_counter())
             waited = "yes" if _asked_to_wait() else "no"

@@ -18,6 +18,7 @@ from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_se
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from shared.errors import error_codes
 from shared.queue_metrics import QueueCollector
 from worker.cores import usable_cores
 
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
 JOBS = Counter("resq_worker_jobs_total",
-               "Jobs a worker finished, by outcome (succeeded, failed, cancelled) and error "
+               "Jobs a worker ended, by outcome (succeeded or failed) and error "
                "code (empty when it succeeded)", ["outcome", "code"])
 QUEUE_WAIT = Histogram("resq_job_queue_wait_seconds",
                        "Time from a job's acceptance by the web tier to a worker taking it",
@@ -55,6 +56,18 @@ MODEL_COMPILE = Gauge("resq_model_compile_seconds",
                       "model from its cache; 0 in eager mode")
 MODEL_INFO = Gauge("resq_model_info", "The model this worker runs (value 1)",
                    ["weights", "precision", "compiled"])
+
+
+def initialise() -> None:
+    """Create each counter's known series at 0 (a ratio or a panel reads 0, not "no
+    data", before the first event)."""
+    JOBS.labels(outcome="succeeded", code="")
+    for code in error_codes():
+        JOBS.labels(outcome="failed", code=code)
+    for reason in ("terminal", "unknown", "ended_meanwhile"):
+        MESSAGES_DROPPED.labels(reason=reason)
+    for outcome in ("delivered", "retried", "gave_up", "refused"):
+        WEBHOOKS.labels(outcome=outcome)
 
 
 def job_finished(outcome: str, code: str = "") -> None:
@@ -94,6 +107,7 @@ class CapacityCollector(Collector):
 
 
 def serve(port: int, client: redis.Redis, queue: str, inflight_key: str) -> None:
+    initialise()
     REGISTRY.register(QueueCollector(client, queue, inflight_key))
     REGISTRY.register(CapacityCollector())
     if port:
