@@ -143,6 +143,11 @@ class Settings(BaseSettings):
     reach although they are not public. Empty (the default): only public addresses;
     loopback, private, link-local, multicast and reserved ones are refused."""
 
+    url_fetch_allow_ports: Annotated[tuple[int, ...] | None, NoDecode] = (80, 443)
+    """Comma-separated ports that URL submissions and webhook deliveries may connect
+    to, or `any`. Default: 80 and 443, so that no other service of a host is
+    reached."""
+
     # --- access -------------------------------------------------------------------
     api_keys: SecretStr = SecretStr("")
     """Comma-separated API keys that `/jobs` requires (at least 16 characters each),
@@ -218,6 +223,18 @@ class Settings(BaseSettings):
     def _networks(cls, value):
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("url_fetch_allow_ports", mode="before")
+    @classmethod
+    def _ports(cls, value):
+        if isinstance(value, str):
+            if value.strip().lower() == "any":
+                return None
+            parts = [part.strip() for part in value.split(",") if part.strip()]
+            if not parts or not all(p.isdigit() and 1 <= int(p) <= 65535 for p in parts):
+                raise ValueError("must be `any` or comma-separated ports from 1 to 65535")
+            return tuple(int(p) for p in parts)
         return value
 
     @field_validator("api_keys")

@@ -79,10 +79,12 @@ def http_service(redis_url, worker, tmp_path_factory):
 
 
 def make_settings(redis_url: str, **overrides):
-    """Test settings. URL submissions may reach 127.0.0.1, where the tests' image
-    servers listen (a deployment never needs that); the SSRF tests override it.
-    Rate limits are off (every test client is 127.0.0.1); their tests set one."""
-    overrides = {"url_fetch_allow_networks": "127.0.0.1/32", "rate_limit": "", **overrides}
+    """Test settings. URL submissions may reach 127.0.0.1 on any port, where the
+    tests' image servers listen (a deployment never needs that); the SSRF tests
+    override it. Rate limits are off (every test client is 127.0.0.1); their tests
+    set one."""
+    overrides = {"url_fetch_allow_networks": "127.0.0.1/32", "url_fetch_allow_ports": "any",
+                 "rate_limit": "", **overrides}
     return load_settings(redis_url=redis_url, model_weights="random", **overrides)
 
 

@@ -43,7 +43,8 @@ JOBS = 300
 CLIENTS = 4
 SUBMIT_INTERVAL = 0.6  # per client: about 6.7 jobs/s in all, near what the workers do
 QUEUE = "chaos"
-WEBHOOK_ENV = {"WEBHOOK_SECRET": SECRET, "URL_FETCH_ALLOW_NETWORKS": "127.0.0.1/32"}
+WEBHOOK_ENV = {"WEBHOOK_SECRET": SECRET, "URL_FETCH_ALLOW_NETWORKS": "127.0.0.1/32",
+               "URL_FETCH_ALLOW_PORTS": "any"}
 WORKER_ENV = {
     "VISIBILITY_TIMEOUT_SECONDS": 5,
     # These kills are not a poison job's: a job caught in several of them must not

@@ -33,7 +33,8 @@ def gated(redis_url, tmp_path_factory):
     gate = tmp_path_factory.mktemp("gate")
     worker = start_worker(redis_url, queue, tmp_path_factory.mktemp("life") / "worker.log",
                           module="tests.support.gated_worker", WEBHOOK_SECRET=SECRET,
-                          URL_FETCH_ALLOW_NETWORKS="127.0.0.1/32", **{GATE_DIR_VAR: gate})
+                          URL_FETCH_ALLOW_NETWORKS="127.0.0.1/32", URL_FETCH_ALLOW_PORTS="any",
+                          **{GATE_DIR_VAR: gate})
     settings = make_settings(redis_url, queue_name=queue, webhook_secret=SECRET)
     client = redis.Redis.from_url(redis_url)
     store = JobStore(client, make_celery(settings), queue=queue,
@@ -153,7 +154,8 @@ def test_a_delivery_whose_dispatcher_died_is_sent_by_another_once(idle_settings)
         assert taken is not None and taken.job_id == "job-1"
         assert store.claim_delivery(lease_seconds=0.5) is None  # leased, not handed twice
         sender = WebhookSender(store, secret=SECRET.encode(), timeout=5,
-                               policy=AddressPolicy((ipaddress.ip_network("127.0.0.1/32"),)))
+                               policy=AddressPolicy((ipaddress.ip_network("127.0.0.1/32"),),
+                                                     allow_ports=None))
         dispatcher = WebhookDispatcher(store, sender, max_attempts=3, threads=1)
         dispatcher.start()
         try:

@@ -24,7 +24,8 @@ def hooked(redis_url, tmp_path_factory):
     (where the receivers listen) and nothing else that is not public."""
     queue = f"hooks-{uuid.uuid4().hex[:6]}"
     worker = start_worker(redis_url, queue, tmp_path_factory.mktemp("hooks") / "worker.log",
-                          WEBHOOK_SECRET=SECRET, URL_FETCH_ALLOW_NETWORKS="127.0.0.1/32")
+                          WEBHOOK_SECRET=SECRET, URL_FETCH_ALLOW_NETWORKS="127.0.0.1/32",
+                          URL_FETCH_ALLOW_PORTS="any")
     settings = make_settings(redis_url, queue_name=queue, webhook_secret=SECRET)
     with running_app(settings) as app:
         yield app.test_client()

@@ -51,7 +51,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         max_image_pixels=settings.max_image_pixels,
         fetcher=UrlFetcher(max_bytes=settings.max_upload_bytes,
                            timeout_seconds=settings.url_fetch_timeout_seconds,
-                           policy=AddressPolicy(settings.url_fetch_allow_networks)),
+                           policy=AddressPolicy(settings.url_fetch_allow_networks,
+                                                settings.url_fetch_allow_ports)),
         webhooks_enabled=bool(settings.webhook_secret.get_secret_value()),
     )
     app.extensions["resq.openapi"] = build_openapi(VERSION)

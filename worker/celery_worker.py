@@ -88,7 +88,8 @@ def _load_model_before_consuming(**_):
                    interval=min(10.0, settings.visibility_timeout_seconds)).start()
     sender = WebhookSender(store, secret=settings.webhook_secret.get_secret_value().encode(),
                            timeout=settings.webhook_timeout_seconds,
-                           policy=AddressPolicy(settings.url_fetch_allow_networks))
+                           policy=AddressPolicy(settings.url_fetch_allow_networks,
+                                                settings.url_fetch_allow_ports))
     WebhookDispatcher(store, sender, max_attempts=settings.webhook_max_attempts,
                       threads=settings.webhook_threads).start()
     settings.worker_ready_file.write_text("ready\n")  # the startup probe's signal

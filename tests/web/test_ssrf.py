@@ -12,6 +12,7 @@ import ipaddress
 
 import pytest
 
+from shared.errors import BadUrl
 from shared.url_guard import AddressPolicy, resolve
 from tests.conftest import make_settings, running_app
 from tests.support.http_server import Trap, serve
@@ -154,6 +155,11 @@ def test_a_rebinding_name_is_connected_to_at_the_address_that_was_checked(guarde
     "::1", "::", "fe80::1", "fc00::1", "fd12::1", "ff02::1", "2001:db8::1",
     "::ffff:10.0.0.1", "::ffff:169.254.169.254", "2002:a9fe:a9fe::1", "64:ff9b::a00:1",
     "64:ff9b:1::1",
+    # IPv4-compatible and IPv4-translated forms of loopback and private addresses, and
+    # site-local: each used to pass. (Checked as values only: a probe at them would
+    # leave the machine if the guard failed.)
+    "::7f00:1", "::127.0.0.1", "::a00:1", "::ffff:0:7f00:1", "::ffff:0:127.0.0.1",
+    "::ffff:0:a00:1", "fec0::1", "fef0::1",
 ])
 def test_non_public_addresses_are_refused(address):
     """The policy alone, on address values: no connection is made."""
@@ -173,3 +179,35 @@ def test_named_private_networks_can_be_allowed():
     assert policy.allows(ipaddress.ip_address("fd00::5"))
     assert not policy.allows(ipaddress.ip_address("10.21.0.1"))
     assert not policy.allows(ipaddress.ip_address("127.0.0.1"))
+
+
+def test_only_web_ports_are_reached_unless_widened():
+    """A public host's other services (its SSH, its database, its admin port) are out
+    of reach: 80 and 443 only, unless URL_FETCH_ALLOW_PORTS widens them. The port
+    is refused before any lookup or connection."""
+    public = AddressPolicy()
+    lookups = []
+
+    def dns(host, port):
+        lookups.append(host)
+        return ["8.8.8.8"]
+
+    for port in (80, 443):
+        assert public.checked_address("example.test", port, dns) == "8.8.8.8"
+    for port in (22, 6379, 8080, 8443):
+        with pytest.raises(BadUrl, match=f"port {port}"):
+            public.checked_address("example.test", port, dns)
+    assert lookups == ["example.test", "example.test"]
+    assert AddressPolicy(allow_ports=(8080,)).checked_address("example.test", 8080, dns)
+    assert AddressPolicy(allow_ports=None).checked_address("example.test", 6379, dns)
+
+
+def test_a_url_on_another_port_is_refused_without_a_connection(redis_url):
+    settings = make_settings(redis_url, queue_name="ssrf-ports",
+                             url_fetch_allow_networks=f"{ALLOWED}/32",
+                             url_fetch_allow_ports="80,443")
+    with serve({"/cat.jpg": (200, "image/jpeg", jpeg())}, host=ALLOWED) as (base, requested), \
+            running_app(settings) as app:
+        response = app.test_client().post("/jobs", json={"url": f"{base}/cat.jpg"})
+    assert response.status_code == 400 and response.get_json()["error"]["code"] == "bad_url"
+    assert "port" in response.get_json()["error"]["message"] and requested == []
