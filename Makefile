@@ -12,9 +12,11 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements/*.txt pyproject.toml | sha1sum | cut -c1-12)
 RUN_DIR ?= .run
 REDIS_PORT ?= 6379
+# The web tier listens on this machine only; WEB_HOST=0.0.0.0 serves the network.
+WEB_HOST ?= 127.0.0.1
 PORT ?= 8000
 FLOWER_PORT ?= 5555
-export PORT FLOWER_PORT
+export WEB_HOST PORT FLOWER_PORT
 
 .PHONY: help install run test test-fast lint bench fuzz clean
 
@@ -91,7 +93,7 @@ run: $(STAMP)
 	supervise worker $(PY) -m worker & pids+=($$!)
 	supervise web $(VENV)/bin/gunicorn -c python:web.gunicorn_conf & pids+=($$!)
 	supervise flower $(PY) -m shared.monitor & pids+=($$!)  # 127.0.0.1 only, unless FLOWER_BASIC_AUTH
-	echo "resq: web http://127.0.0.1:$(PORT)  docs http://127.0.0.1:$(PORT)/docs  flower http://127.0.0.1:$(FLOWER_PORT)  metrics :$(PORT)/metrics :$${WORKER_METRICS_PORT:-9540}/metrics"
+	echo "resq: web http://$(WEB_HOST):$(PORT)  docs http://$(WEB_HOST):$(PORT)/docs  flower http://127.0.0.1:$(FLOWER_PORT)  metrics :$(PORT)/metrics :$${WORKER_METRICS_PORT:-9540}/metrics"
 	# Polled in the foreground rather than `wait -n`: bash runs a Ctrl-C's trap once a
 	# foreground command ends, and the supervisors keep their children running.
 	while :; do

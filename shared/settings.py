@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     Redis list KEDA measures."""
 
     # --- ports ----------------------------------------------------------------
+    web_host: str = "0.0.0.0"
+    """Address the web tier listens on: every interface (what a container needs);
+    `make run` sets 127.0.0.1, so a laptop does not serve its network."""
+
     port: int = Field(8000, ge=1, le=65535)
     """TCP port of the web tier (gunicorn)."""
 

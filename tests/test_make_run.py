@@ -88,6 +88,12 @@ def test_make_run_serves_jobs_and_stops_on_sigterm(make_run):
     assert flower.status_code == 200
 
     children = descendants(proc.pid)
+    # The web tier listens on loopback only (a laptop does not serve its network).
+    web_port = int(web.rsplit(":", 1)[1])
+    listening = {c.laddr.ip for child in children if "gunicorn" in " ".join(child.cmdline())
+                 for c in child.net_connections("tcp")
+                 if c.status == psutil.CONN_LISTEN and c.laddr.port == web_port}
+    assert listening == {"127.0.0.1"}
     names = " ".join(" ".join(c.cmdline()) for c in children)
     assert all(name in names for name in ("redis-server", "gunicorn", "-m worker", "flower"))
     proc.send_signal(signal.SIGTERM)

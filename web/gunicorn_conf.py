@@ -6,26 +6,29 @@ waiting request holds one thread (not a process), so one process holds
 """
 
 import os
-import shutil
+import sys
 
 from shared.settings import get_settings
+from web.metrics_dir import ForeignFiles, prepare
 
 _settings = get_settings()
 
 # Prometheus multiprocess mode: every gunicorn worker writes its counters under
-# METRICS_DIR and /metrics sums them (web.metrics). The directory is emptied now,
-# before any worker exists, so counts of an earlier run never leak in. This must
-# come before anything imports prometheus_client (importing `web` does).
-_metrics_dir = str(_settings.metrics_dir)
-shutil.rmtree(_metrics_dir, ignore_errors=True)
-os.makedirs(_metrics_dir, exist_ok=True)
-os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
+# METRICS_DIR and /metrics sums them (web.metrics). The directory is emptied of an
+# earlier run's counters now, before any worker exists (and refused if it holds
+# anything else). This must come before anything imports prometheus_client
+# (importing `web.metrics` does).
+try:
+    prepare(_settings.metrics_dir)
+except ForeignFiles as error:
+    sys.exit(f"resq web: {error}")
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_settings.metrics_dir)
 
 from web import gunicorn_errors  # noqa: E402  (after the environment above)
 
 gunicorn_errors.install()  # gunicorn's own 4xx answers are JSON too
 
-bind = [f"0.0.0.0:{_settings.port}"]
+bind = [f"{_settings.web_host}:{_settings.port}"]
 workers = _settings.web_workers
 worker_class = "gthread"
 threads = _settings.web_threads

@@ -19,6 +19,17 @@ from worker.runtime import load_runtime
 log = logging.getLogger(__name__)
 
 
+def public_error(error: Exception, job_id: str) -> ResqError:
+    """What a failed job tells its client: a `ResqError` as it is (its message is
+    written for clients); anything else as `inference_failed` with a safe message,
+    the details (which may name hosts, paths or addresses) in the worker's log."""
+    if isinstance(error, ResqError):
+        return error
+    log.error("job %s failed", job_id, exc_info=error, extra={"job_id": job_id})
+    return InferenceFailed(f"the job failed in the worker; its log has the details "
+                           f"(job {job_id})")
+
+
 def register_tasks(app: Celery, settings, store: JobStore, worker_id: str) -> None:
     @app.task(name=CLASSIFY_TASK, bind=True, ignore_result=True)
     def classify(self, top_k: int, created_at: float) -> None:
@@ -35,11 +46,8 @@ def register_tasks(app: Celery, settings, store: JobStore, worker_id: str) -> No
                            max_attempts=settings.job_max_attempts)
         try:
             result = runner.run(job_id, top_k, created_at)
-        except ResqError as error:
-            outcome, ended = error.code, store.finish(job_id, error=error)
         except Exception as error:
-            log.exception("job %s failed", job_id, extra={"job_id": job_id})
-            failure = InferenceFailed(f"the job failed: {type(error).__name__}: {error}")
+            failure = public_error(error, job_id)
             outcome, ended = failure.code, store.finish(job_id, error=failure)
         else:
             outcome, ended = "", store.finish(job_id, result=result)
