@@ -1,20 +1,21 @@
 """Fetches an image named by URL, closed to SSRF: http(s) only; the host resolved
 once and every address checked (`shared.url_guard`, `shared.pinned_http`); the
-connection made to the checked address (TLS still verifies the certificate against the host name);
-every redirect checked the same way; the bytes, the time and the content type
-capped or checked, and no content encoding, so a compressed bomb never inflates.
+connection made to the checked address (TLS still verifies the certificate against
+the host name); every redirect checked the same way; the bytes and the content type
+capped or checked, the whole fetch (lookups, redirects, headers, body) held to one
+deadline on the socket, and no content encoding, so a compressed bomb never inflates.
 """
 
 from __future__ import annotations
 
-import time
+from http.client import HTTPException
 from urllib.parse import urljoin
 
 import urllib3
 from urllib3.exceptions import HTTPError
 
 from shared.errors import PayloadTooLarge, UrlFetchFailed
-from shared.pinned_http import pinned_request
+from shared.pinned_http import Deadline, DeadlineExceeded, pinned_request
 from shared.url_guard import AddressPolicy, Resolver, resolve
 
 MAX_REDIRECTS = 3
@@ -32,9 +33,11 @@ class UrlFetcher:
         self.resolver = resolver
 
     def fetch(self, url: str) -> bytes:
-        deadline = time.monotonic() + self.timeout
+        """The image at `url`, all of it (lookups, connections, redirects, headers
+        and body) within `URL_FETCH_TIMEOUT_SECONDS`."""
+        deadline = Deadline(self.timeout)
         for _ in range(MAX_REDIRECTS + 1):
-            response, pool = self._open(url, deadline)
+            response, exchange = self._open(url, deadline)
             try:
                 if response.status in REDIRECT_STATUSES:
                     location = response.headers.get("Location")
@@ -43,26 +46,21 @@ class UrlFetcher:
                     url = urljoin(url, location)  # checked like the first on the next turn
                     continue
                 return self._body(response, deadline)
-            except HTTPError as error:
-                raise self._failure(error) from None
+            except (HTTPError, HTTPException, OSError) as error:
+                raise self._failure(error, deadline) from None
             finally:
-                response.release_conn()
-                pool.close()
+                exchange.close()
         raise UrlFetchFailed(f"more than {MAX_REDIRECTS} redirects")
 
     # --- one request, to a checked address ------------------------------------------
-    def _open(self, url: str, deadline: float):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise UrlFetchFailed(f"the URL did not answer within {self.timeout:g} s")
+    def _open(self, url: str, deadline: Deadline):
         try:
             return pinned_request(
-                "GET", url, policy=self.policy, resolver=self.resolver,
-                timeout=urllib3.Timeout(connect=min(remaining, 5.0), read=remaining),
+                "GET", url, policy=self.policy, resolver=self.resolver, deadline=deadline,
                 headers={"Accept": "image/*", "Accept-Encoding": "identity",
                          "User-Agent": "resq-url-fetch"})
-        except HTTPError as error:
-            raise self._failure(error) from None
+        except (HTTPError, HTTPException, OSError, DeadlineExceeded) as error:
+            raise self._failure(error, deadline) from None
 
     # --- the body ---------------------------------------------------------------------
     def _body(self, response, deadline: float) -> bytes:
@@ -83,11 +81,12 @@ class UrlFetcher:
             body.extend(chunk)
             if len(body) > self.max_bytes:
                 raise PayloadTooLarge(f"the image at the URL is over {self.max_bytes} bytes")
-            if time.monotonic() > deadline:
+            if deadline.expired():
                 raise UrlFetchFailed(f"the URL did not send the image within {self.timeout:g} s")
         return bytes(body)
 
-    def _failure(self, error: HTTPError) -> UrlFetchFailed:
-        if isinstance(error, urllib3.exceptions.TimeoutError):
-            return UrlFetchFailed(f"the URL did not answer within {self.timeout:g} s")
+    def _failure(self, error: Exception, deadline: Deadline) -> UrlFetchFailed:
+        if deadline.expired() or isinstance(error, (DeadlineExceeded, TimeoutError,
+                                                    urllib3.exceptions.TimeoutError)):
+            return UrlFetchFailed(f"the URL did not send the image within {self.timeout:g} s")
         return UrlFetchFailed(f"the URL could not be fetched: {type(error).__name__}")

@@ -25,13 +25,13 @@ import hmac
 import logging
 import threading
 import time
+from http.client import HTTPException
 
-import urllib3
 from urllib3.exceptions import HTTPError
 
 from shared.errors import BadUrl
 from shared.job_store import Delivery, JobStore, job_view
-from shared.pinned_http import pinned_request
+from shared.pinned_http import Deadline, DeadlineExceeded, pinned_request
 from shared.url_guard import AddressPolicy, Resolver, resolve
 from worker import metrics
 
@@ -86,24 +86,25 @@ class WebhookSender:
         headers = {"Content-Type": "application/json", "User-Agent": "resq-webhook",
                    "Resq-Job-Id": delivery.job_id, DELIVERY_HEADER: delivery.id,
                    SIGNATURE_HEADER: signature(self.secret, int(time.time()), body)}
+        deadline = Deadline(self.timeout)  # the whole attempt: lookup, send, answer
         try:
-            response, pool = pinned_request(
+            response, exchange = pinned_request(
                 "POST", delivery.url, policy=self.policy, resolver=self.resolver, body=body,
-                timeout=urllib3.Timeout(connect=self.timeout, read=self.timeout),
-                headers=headers)
+                deadline=deadline, headers=headers)
         except BadUrl as error:
             log.error("webhook of job %s refused: %s", delivery.job_id, error.message,
                       extra={"job_id": delivery.job_id})
             return False
-        except HTTPError as error:
+        except (HTTPError, HTTPException, OSError, DeadlineExceeded) as error:
             raise DeliveryFailed(f"{type(error).__name__}") from None
         try:
             response.read(64 * 1024)  # a little of the answer, never all of it
             if not 200 <= response.status < 300:
                 raise DeliveryFailed(f"HTTP {response.status}")
+        except (HTTPError, HTTPException, OSError) as error:
+            raise DeliveryFailed(f"{type(error).__name__}") from None
         finally:
-            response.release_conn()
-            pool.close()
+            exchange.close()
         log.info("webhook of job %s delivered", delivery.job_id,
                  extra={"job_id": delivery.job_id})
         return True
