@@ -159,12 +159,16 @@ class Settings(BaseSettings):
     belongs to the key that made it; other keys get 404 for it. Probes, `/metrics`
     and the docs need no key."""
 
-    rate_limit: str = Field("50/second;1000/minute",
+    rate_limit: str = Field("1000/second",
                             pattern=r"^(\s*\d+\s*(/|per)\s*(\d+\s*)?"
                                     r"(second|minute|hour|day)s?\s*[;,]?)*\s*$")
     """Requests to `/jobs` allowed per API key (per client address without keys),
-    in flask-limiter's notation (`50/second;1000/minute`); past it: 429 with
-    `Retry-After`. Empty: no limit."""
+    in flask-limiter's notation (`1000/second`, `50/second;1000/minute`); past it:
+    429 with `Retry-After`. Empty: no limit. It stops a runaway client (a loop
+    without backoff) from taking the web tier; the queue itself is guarded by
+    `QUEUE_MAX_LENGTH` and `QUEUE_MAX_BYTES`. The default sits far above what a
+    well-behaved client, or everything behind one address, needs below the
+    service's own speed (27 jobs a second on 2 cores)."""
 
     webhook_secret: SecretStr = SecretStr("")
     """Key of the HMAC-SHA256 signature on webhook deliveries (`Resq-Signature`).
