@@ -142,7 +142,14 @@ def test_no_job_is_lost_through_worker_kills_and_a_redis_restart(tmp_path):
     first_end: dict[str, str] = {}  # each job's terminal state as first read
     changed: set[str] = set()  # jobs read terminal once, and otherwise later
 
+    reading = threading.Lock()  # the sampler and the main thread both read: in turn,
+    # so that a snapshot taken earlier is never judged after a later one
+
     def done() -> int:
+        with reading:
+            return judge()
+
+    def judge() -> int:
         with submitter.lock:
             ids = list(submitter.accepted)
         ended = 0
