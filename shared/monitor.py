@@ -1,8 +1,10 @@
 """`python -m shared.monitor`: runs Flower on the resq queue, never without auth.
 With `FLOWER_BASIC_AUTH` it listens on every interface behind those credentials;
 without, it makes up a one-time password for the user `resq`, prints it, and
-listens on 127.0.0.1 only. `make run`, the compose file and the chart all start
-Flower through here."""
+listens on 127.0.0.1 only. The credentials reach Flower through its environment
+(`FLOWER_BASIC_AUTH`, which Flower reads itself), never its command line, which
+any user of the machine can read (`ps`). `make run`, the compose file and the
+chart all start Flower through here."""
 
 from __future__ import annotations
 
@@ -15,12 +17,19 @@ from shared.settings import Settings, settings_or_exit
 ONE_TIME_USER = "resq"
 
 
-def flower_args(settings: Settings, one_time_password: str) -> list[str]:
-    args = ["-A", "shared.monitor_app", "flower", f"--port={settings.flower_port}"]
-    if settings.flower_basic_auth:
-        return args + ["--address=0.0.0.0", f"--basic-auth={settings.flower_basic_auth}"]
-    return args + ["--address=127.0.0.1",
-                   f"--basic-auth={ONE_TIME_USER}:{one_time_password}"]
+def flower_args(settings: Settings) -> list[str]:
+    address = "0.0.0.0" if settings.flower_basic_auth else "127.0.0.1"
+    return ["-A", "shared.monitor_app", "flower", f"--port={settings.flower_port}",
+            f"--address={address}"]
+
+
+def flower_env(settings: Settings, one_time_password: str) -> dict[str, str]:
+    """Flower's environment: the credentials it asks for, and nothing it would
+    misread (Flower takes every `FLOWER_<option>` variable as an option)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWER_")}
+    env["FLOWER_BASIC_AUTH"] = (settings.flower_basic_auth
+                                or f"{ONE_TIME_USER}:{one_time_password}")
+    return env
 
 
 def main() -> int:
@@ -31,7 +40,7 @@ def main() -> int:
               f"password {password} (set FLOWER_BASIC_AUTH to choose)", file=sys.stderr,
               flush=True)
     celery = os.path.join(os.path.dirname(sys.executable), "celery")
-    os.execv(celery, [celery, *flower_args(settings, password)])
+    os.execve(celery, [celery, *flower_args(settings)], flower_env(settings, password))
 
 
 if __name__ == "__main__":

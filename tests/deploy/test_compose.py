@@ -21,7 +21,8 @@ def compose_config(**env) -> subprocess.CompletedProcess:
     return subprocess.run([binary, "-f", str(ROOT / "compose.yaml"), "config"], cwd=ROOT,
                           capture_output=True, text=True, timeout=60,
                           env={**{k: v for k, v in os.environ.items()
-                                  if not k.startswith(("FLOWER_", "API_KEYS"))}, **env})
+                                  if not k.startswith(("FLOWER_", "GRAFANA_", "API_KEYS"))},
+                               **env})
 
 
 def mounts(service) -> dict[str, str]:
@@ -35,14 +36,25 @@ def mounts(service) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def services():
-    result = compose_config(FLOWER_PASSWORD="compose-test-pass")
+    result = compose_config(FLOWER_PASSWORD="compose-test-pass",
+                            GRAFANA_PASSWORD="grafana-test-pass")
     assert result.returncode == 0, result.stderr
     return yaml.safe_load(result.stdout)["services"]
 
 
 def test_compose_needs_a_flower_password():
-    result = compose_config()
+    result = compose_config(GRAFANA_PASSWORD="grafana-test-pass")
     assert result.returncode != 0 and "FLOWER_PASSWORD" in result.stderr
+
+
+def test_compose_needs_a_grafana_password_and_keeps_prometheus_on_loopback(services):
+    result = compose_config(FLOWER_PASSWORD="compose-test-pass")
+    assert result.returncode != 0 and "GRAFANA_PASSWORD" in result.stderr
+    assert services["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD"] == \
+        "grafana-test-pass"
+    published = services["prometheus"]["ports"]
+    assert published and all(str(port).startswith("127.0.0.1:") for port in published), \
+        published
 
 
 def test_redis_keeps_accepted_jobs(services):

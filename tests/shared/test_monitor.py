@@ -36,6 +36,7 @@ def test_without_auth_settings_flower_is_loopback_only_behind_a_one_time_passwor
         assert _listening_addresses(proc.pid, port) == {"127.0.0.1"}
         printed = re.search(r"user (\S+) password (\S+)", proc.log())
         assert printed, proc.log()
+        assert printed.group(2) not in " ".join(psutil.Process(proc.pid).cmdline())
         for path in ("/", "/workers", "/api/workers", "/metrics"):
             assert requests.get(base + path, timeout=10).status_code == 401
         assert requests.get(base + "/workers", auth=printed.groups(), timeout=10).ok
@@ -47,6 +48,8 @@ def test_with_auth_every_page_needs_the_password(redis_url, tmp_path):
     proc, port = _flower(redis_url, tmp_path, FLOWER_BASIC_AUTH="ops:s3cret-pass")
     base = f"http://127.0.0.1:{port}"
     try:
+        # Not on its command line, which every user of the machine can read.
+        assert "s3cret-pass" not in " ".join(psutil.Process(proc.pid).cmdline())
         assert _listening_addresses(proc.pid, port) == {"0.0.0.0"}
         for path in ("/", "/workers", "/api/workers", "/tasks", "/metrics"):
             assert requests.get(base + path, timeout=10).status_code == 401
