@@ -1,6 +1,7 @@
-"""The precision choice on each kind of CPU this project runs on, from a real
-`/proc/cpuinfo` of each (tests/worker/cpuinfo/), so the choice stays covered
-whatever machine runs the suite:
+"""The precision choice on each kind of CPU this project runs on, from a
+`/proc/cpuinfo` of each (tests/worker/cpuinfo/: the Xeon's captured on such a
+machine, the two EPYCs' written from those CPUs' flag sets as Linux reports them),
+so the choice stays covered whatever machine runs the suite:
 
 - an AMD EPYC with AVX2 only (Zen 2): no native bf16, so `auto` is fp32;
 - an AMD EPYC with AVX-512 BF16 (Zen 4), no AMX: bf16;
