@@ -13,6 +13,10 @@ from kombu import Queue
 from shared.settings import Settings
 
 CLASSIFY_TASK = "resq.classify"
+# Where kombu's Redis transport keeps the messages workers have taken and not yet
+# acknowledged (its defaults): a hash by delivery tag, and when each was taken.
+UNACKED_KEY = "unacked"
+UNACKED_INDEX_KEY = "unacked_index"
 
 # Seconds the web tier waits for Redis before it answers 503; the worker retries
 # forever on its own (it has nothing better to do).

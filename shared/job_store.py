@@ -35,7 +35,7 @@ import redis
 from celery import Celery
 
 from shared.celery_app import CLASSIFY_TASK
-from shared.errors import JobCancelled, QueueFull, ResqError
+from shared.errors import JobCancelled, QueueFull, ResqError, error_from_dict
 from shared.job_records import IMAGE_PREFIX, RECORD_PREFIX, JobRecord, JobRecords
 from shared.jobs import ErrorDetail, Job, JobResult, JobStatus
 
@@ -164,9 +164,13 @@ class JobStore:
         the message cannot be sent, the record is removed again (so nothing ever runs
         a job its client was refused) and the error raised. Only a sent job enters
         the lost-job index."""
-        if max_queue_length and self.client.llen(self.queue) >= max_queue_length:
+        with self.client.pipeline(transaction=False) as pipe:  # one round trip
+            pipe.llen(self.queue)
+            pipe.info("memory")
+            waiting, memory = pipe.execute()
+        if max_queue_length and waiting >= max_queue_length:
             raise QueueFull(retry_after=RETRY_AFTER_QUEUE_FULL)
-        self._check_memory(len(image))
+        self._check_memory(memory, len(image))
         created_at = time.time()
         fields = {"created_at": repr(created_at), "top_k": top_k, "form": form,
                   "owner": owner, "webhook": webhook, "status": JobStatus.QUEUED.value,
@@ -188,8 +192,8 @@ class JobStore:
         self.records.index_inflight(job_id, created_at)
         return record
 
-    def _check_memory(self, incoming: int) -> None:
-        memory = self.client.info("memory")
+    @staticmethod
+    def _check_memory(memory: dict, incoming: int) -> None:
         limit = int(memory.get("maxmemory", 0))
         if limit and memory["used_memory"] + incoming > limit * (1 - REDIS_MEMORY_HEADROOM):
             raise QueueFull("the job store is nearly full; retry later",
@@ -215,10 +219,6 @@ class JobStore:
     # --- read ---------------------------------------------------------------------
     def record(self, job_id: str) -> JobRecord | None:
         return self.records.get(job_id)
-
-    def view(self, job_id: str) -> Job | None:
-        record = self.records.get(job_id)
-        return None if record is None else job_view(record)
 
     # --- transitions ----------------------------------------------------------------
     def start(self, job_id: str, worker: str) -> Start:
@@ -291,13 +291,8 @@ def job_view(record: JobRecord) -> Job:
     if record.status is JobStatus.SUCCEEDED:
         result = JobResult.model_validate(record.result)
     elif record.status is JobStatus.FAILED:
-        error = ErrorDetail(**_error_detail(record.error))
+        error = ErrorDetail(**error_from_dict(record.error))
     return Job(id=record.id, status=record.status, created_at=record.created_at,
                top_k=record.top_k, result=result, error=error)
 
-
-def _error_detail(stored) -> dict:
-    if isinstance(stored, dict) and "code" in stored:
-        return {"code": str(stored["code"]), "message": str(stored.get("message", ""))}
-    return ResqError().to_dict()
 

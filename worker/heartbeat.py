@@ -28,6 +28,8 @@ import uuid
 
 import redis
 
+from shared.celery_app import UNACKED_INDEX_KEY, UNACKED_KEY
+
 log = logging.getLogger(__name__)
 
 HEARTBEAT_PREFIX = "resq:worker:"  # a live worker's heartbeat key
@@ -35,8 +37,6 @@ LOCK_PREFIX = "resq:orphan-scan-lock:"  # one orphan scan per beat and queue
 HELD_PREFIX = "resq:held:"  # job id -> delivery tag of the messages a worker holds
 REGISTRY_PREFIX = "resq:workers:"  # the workers of a queue (sorted set)
 LAPSE_FACTOR = 5  # a heartbeat lives this many beats
-UNACKED_INDEX_KEY = "unacked_index"  # kombu.transport.redis.Channel.unacked_index_key
-UNACKED_KEY = "unacked"
 
 def new_worker_id() -> str:
     """Unique per process: host names repeat (several workers on one machine)."""

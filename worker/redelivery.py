@@ -35,13 +35,13 @@ import uuid
 
 import redis
 
+from shared.celery_app import UNACKED_KEY
 from shared.job_records import RECORD_PREFIX
 from shared.job_store import JobStore
 from shared.jobs import JobStatus
 
 log = logging.getLogger(__name__)
 
-UNACKED_KEY = "unacked"  # kombu's Redis transport default
 LOCK_PREFIX = "resq:sweeper-lock:"  # one sweeper at a time per queue
 PAGE = 200  # messages read from the queue at a time
 MAX_PAGES = 50  # at most this many pages a sweep; the rest waits for the next sweep

@@ -9,7 +9,7 @@ import json
 
 import redis
 
-UNACKED_KEY = "unacked"  # kombu.transport.redis.Channel.unacked_key
+from shared.celery_app import UNACKED_KEY
 
 
 def held_job_ids(client: redis.Redis) -> set[str]:
