@@ -59,12 +59,26 @@ def test_redis_out_of_memory_reads_as_503(small_redis):
     with pytest.raises(redis.OutOfMemoryError):
         for n in range(100):
             client.set(f"filler-{n}", b"x" * 100_000)
+    # Redis weighs a command's own size: full for large writes, then for small ones.
+    with pytest.raises(redis.OutOfMemoryError):
+        for n in range(100_000):
+            client.set(f"small-{n}", b"x" * 100)
     from shared.errors import BrokerUnavailable
 
     with pytest.raises(BrokerUnavailable) as refused:
         with redis_guard():
             client.set("one-more", b"x" * 100_000)
     assert refused.value.status_code == 503 and refused.value.retry_after
+    # Over HTTP: the Idempotency-Key claim is the request's first write, and Redis
+    # refuses it; without a key, admission refuses first (Redis is past its headroom).
+    with running_app(make_settings(url, queue_name="oom")) as app:
+        web = app.test_client()
+        keyed = web.post("/jobs", data=jpeg(), content_type="image/jpeg",
+                         headers={"Idempotency-Key": "oom-1"})
+        plain = web.post("/jobs", data=jpeg(), content_type="image/jpeg")
+    assert keyed.status_code == 503 and keyed.headers["Retry-After"]
+    assert keyed.get_json()["error"]["code"] == "broker_unavailable"
+    assert plain.status_code == 503 and plain.get_json()["error"]["code"] == "queue_full"
 
 
 def test_uploads_until_redis_is_full_then_every_accepted_job_ends(small_redis, tmp_path):
