@@ -1,5 +1,6 @@
 """Image checks both tiers share: which formats are opened at all, and the size
-limits, applied from the header before any pixel is decoded."""
+limits (pixels, and the memory decoding them costs), applied from the header before
+any pixel is decoded."""
 
 from __future__ import annotations
 
@@ -24,6 +25,24 @@ ACCEPTED_MEDIA_TYPES: frozenset[str] = frozenset(
 warnings.simplefilter("error", Image.DecompressionBombWarning)
 
 
+# Peak bytes a pixel that decoding an image of each mode to RGB costs a worker,
+# measured in a fresh process per mode (`tests/worker/test_decode_memory.py` checks
+# each entry against a real decode): Pillow's storage, the conversion's temporaries
+# and the banded float32 scaling of high bit depths. Modes not listed get the
+# largest figure.
+DECODE_BYTES_PER_PIXEL: dict[str, int] = {
+    "1": 6, "L": 6, "P": 6, "RGB": 9, "YCbCr": 9, "CMYK": 10, "RGBA": 10, "RGBa": 10,
+    "PA": 14, "LA": 14, "La": 14, "I;16": 12, "I;16L": 12, "I;16B": 12, "I;16N": 12,
+    "I": 14, "F": 14,
+}
+WORST_DECODE_BYTES_PER_PIXEL = max(DECODE_BYTES_PER_PIXEL.values())
+
+
+def decode_cost(mode: str, pixels: int) -> int:
+    """Peak bytes decoding `pixels` pixels of `mode` costs (see the table above)."""
+    return pixels * DECODE_BYTES_PER_PIXEL.get(mode, WORST_DECODE_BYTES_PER_PIXEL)
+
+
 @dataclass(frozen=True)
 class ImageInfo:
     format: str
@@ -36,11 +55,13 @@ class ImageInfo:
         return self.width * self.height
 
 
-def open_image(data: bytes, max_pixels: int) -> Image.Image:
+def open_image(data: bytes, max_pixels: int, max_decode_bytes: int | None = None
+               ) -> Image.Image:
     """Open (not decode) `data` as one of the accepted formats and check its size.
 
     Raises `BadImage` for bytes that are not an accepted image and `ImageTooLarge`
-    when width × height is over `max_pixels`.
+    when width × height is over `max_pixels` or, with `max_decode_bytes`, when
+    decoding its pixels in its mode would cost more than that many bytes.
     """
     if not data:
         raise BadImage("the image is empty")
@@ -63,10 +84,18 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
             f"the image is {width}x{height} = {width * height} pixels; "
             f"the limit is {max_pixels} pixels"
         )
+    cost = decode_cost(image.mode, width * height)
+    if max_decode_bytes is not None and cost > max_decode_bytes:
+        raise ImageTooLarge(
+            f"the image is {width}x{height} in mode {image.mode}: decoding it takes about "
+            f"{cost // 2**20} MiB; the limit is {max_decode_bytes // 2**20} MiB "
+            f"(fewer pixels, or 8 bits a channel, fit)"
+        )
     return image
 
 
-def inspect_image(data: bytes, max_pixels: int) -> ImageInfo:
+def inspect_image(data: bytes, max_pixels: int, max_decode_bytes: int | None = None
+                  ) -> ImageInfo:
     """Check `data` from its header only and describe it."""
-    image = open_image(data, max_pixels)
+    image = open_image(data, max_pixels, max_decode_bytes)
     return ImageInfo(format=image.format, width=image.width, height=image.height, mode=image.mode)

@@ -107,6 +107,13 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(40_000_000, ge=1, le=400_000_000)
     """Largest accepted image, as width × height of the encoded image (larger: 413)."""
 
+    max_decode_bytes: int = Field(384 * 1024 * 1024, ge=1024 * 1024)
+    """Most memory decoding one image may cost a worker, in bytes, estimated from its
+    header as width × height × the peak bytes a pixel of its mode (about 9 for RGB,
+    12 for 16-bit, 14 for 32-bit or grey+alpha): larger is refused with 413 before
+    it is queued. The default lets every 8-bit photo under `MAX_IMAGE_PIXELS` in.
+    A worker decodes up to one image per core at once."""
+
     wait_max_seconds: float = Field(30.0, ge=0, le=600)
     """Cap on how long `?wait=` / `Prefer: wait=` may hold a request."""
 

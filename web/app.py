@@ -49,6 +49,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["resq.intake"] = Intake(
         max_upload_bytes=settings.max_upload_bytes,
         max_image_pixels=settings.max_image_pixels,
+        max_decode_bytes=settings.max_decode_bytes,
         fetcher=UrlFetcher(max_bytes=settings.max_upload_bytes,
                            timeout_seconds=settings.url_fetch_timeout_seconds,
                            policy=AddressPolicy(settings.url_fetch_allow_networks,

@@ -48,9 +48,10 @@ def validate(model: type[BaseModel], data: dict) -> BaseModel:
 
 class Intake:
     def __init__(self, *, max_upload_bytes: int, max_image_pixels: int, fetcher: UrlFetcher,
-                 webhooks_enabled: bool = False):
+                 max_decode_bytes: int | None = None, webhooks_enabled: bool = False):
         self.max_upload_bytes = max_upload_bytes
         self.max_image_pixels = max_image_pixels
+        self.max_decode_bytes = max_decode_bytes
         self.fetcher = fetcher
         self.webhooks_enabled = webhooks_enabled
 
@@ -81,7 +82,7 @@ class Intake:
         submissions = []
         for image in images:
             self._check_size(image)
-            info = inspect_image(image, self.max_image_pixels)
+            info = inspect_image(image, self.max_image_pixels, self.max_decode_bytes)
             submissions.append(Submission(image=image, info=info, form=form, options=options,
                                           url=url))
         return submissions

@@ -31,9 +31,11 @@ _BACKGROUND = (255, 255, 255)
 DRAFT_MIN_SIDE = 2 * RESIZE_SIZE
 
 
-def decode(data: bytes, max_pixels: int, *, draft: bool = True) -> Image.Image:
-    """Decode the first frame of an accepted image, upright and in RGB."""
-    image = open_image(data, max_pixels)
+def decode(data: bytes, max_pixels: int, *, max_decode_bytes: int | None = None,
+           draft: bool = True) -> Image.Image:
+    """Decode the first frame of an accepted image, upright and in RGB. The web tier
+    checked the same limits; they are checked again here, before any pixel."""
+    image = open_image(data, max_pixels, max_decode_bytes)
     try:
         if draft and image.format == "JPEG" and image.mode in ("RGB", "L"):
             image.draft(image.mode, (DRAFT_MIN_SIDE, DRAFT_MIN_SIDE))
@@ -117,5 +119,6 @@ def to_tensor(image: Image.Image) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array * _SCALE + _SHIFT, dtype=np.float32))
 
 
-def preprocess(data: bytes, max_pixels: int, *, draft: bool = True) -> torch.Tensor:
-    return to_tensor(decode(data, max_pixels, draft=draft))
+def preprocess(data: bytes, max_pixels: int, *, max_decode_bytes: int | None = None,
+               draft: bool = True) -> torch.Tensor:
+    return to_tensor(decode(data, max_pixels, max_decode_bytes=max_decode_bytes, draft=draft))

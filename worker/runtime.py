@@ -70,8 +70,9 @@ def compiler_seconds(cache: CompiledModelCache | None) -> float:
 
 def batch_runner(model: LoadedModel, settings: Settings) -> BatchRunner:
     """Decode with as many threads as the model has cores, then run the model."""
-    limit = settings.max_image_pixels
-    return BatchRunner(lambda data: preprocess(data, limit), model.logits,
+    pixels, decode_bytes = settings.max_image_pixels, settings.max_decode_bytes
+    return BatchRunner(lambda data: preprocess(data, pixels, max_decode_bytes=decode_bytes),
+                       model.logits,
                        threads=torch.get_num_threads())
 
 

@@ -40,3 +40,25 @@ def test_formats_outside_the_list_are_not_opened():
 def test_empty_body():
     with pytest.raises(BadImage, match="empty"):
         inspect_image(b"", max_pixels=10**6)
+
+
+def sixteen_bit_png(width: int, height: int) -> bytes:
+    return encode(Image.new("I;16", (width, height), 4000), "PNG")
+
+
+def test_decode_cost_is_checked_from_the_header_by_mode():
+    # Same pixels, two modes: a 16-bit grey image costs about 12 bytes a pixel to
+    # decode, an RGB one about 9; a limit between the two refuses only the first.
+    width, height = 1000, 1000
+    limit = 10 * width * height
+    assert inspect_image(jpeg(width, height), 10**8, max_decode_bytes=limit).mode == "RGB"
+    with pytest.raises(ImageTooLarge, match="mode I;16: decoding it takes about 11 MiB"):
+        inspect_image(sixteen_bit_png(width, height), 10**8, max_decode_bytes=limit)
+
+
+def test_every_accepted_mode_has_a_measured_cost():
+    from shared.images import DECODE_BYTES_PER_PIXEL, decode_cost
+
+    for mode in ("1", "L", "P", "RGB", "RGBA", "LA", "I;16", "I", "F", "CMYK"):
+        assert mode in DECODE_BYTES_PER_PIXEL
+    assert decode_cost("an unknown mode", 10) == 10 * max(DECODE_BYTES_PER_PIXEL.values())

@@ -23,14 +23,14 @@ GATE_TIMEOUT_SECONDS = 300
 _real_preprocess = worker.runtime.preprocess
 
 
-def _preprocess_behind_the_gate(data: bytes, max_pixels: int):
+def _preprocess_behind_the_gate(data: bytes, *args, **kwargs):
     if GATE_MARKER in data:
         gate = Path(os.environ[GATE_DIR_VAR])
         (gate / "entered").touch()
         deadline = time.monotonic() + GATE_TIMEOUT_SECONDS
         while not (gate / "open").exists() and time.monotonic() < deadline:
             time.sleep(0.01)
-    return _real_preprocess(data, max_pixels)
+    return _real_preprocess(data, *args, **kwargs)
 
 
 worker.runtime.preprocess = _preprocess_behind_the_gate

@@ -19,10 +19,10 @@ POISON_MARKER = b"resq-poison-marker"
 _real_preprocess = worker.runtime.preprocess
 
 
-def _preprocess_or_die(data: bytes, max_pixels: int):
+def _preprocess_or_die(data: bytes, *args, **kwargs):
     if POISON_MARKER in data:
         os.kill(os.getpid(), signal.SIGKILL)
-    return _real_preprocess(data, max_pixels)
+    return _real_preprocess(data, *args, **kwargs)
 
 
 worker.runtime.preprocess = _preprocess_or_die

@@ -55,6 +55,27 @@ def test_pixels_over_the_limit_are_413(client):
     assert_error(client.post("/jobs", data=bomb, content_type="image/png"), 413, "image_too_large")
 
 
+def test_an_image_that_costs_too_much_to_decode_is_413_and_never_queued(idle_settings):
+    # A 1000x1000 16-bit PNG is a few kilobytes that decode at about 12 bytes a pixel;
+    # a JPEG of the same pixels at about 9: a 10 MiB decode limit takes only the second.
+    import redis
+
+    from tests.conftest import running_app
+
+    settings = idle_settings.model_copy(update={"max_decode_bytes": 10 * 2**20})
+    deep = encode(Image.new("I;16", (1000, 1000), 4000), "PNG")
+    with running_app(settings) as app:
+        client = app.test_client()
+        error = assert_error(client.post("/jobs", data=deep, content_type="image/png"), 413,
+                             "image_too_large")
+        assert "mode I;16" in error["message"]
+        queue = redis.Redis.from_url(settings.redis_url)
+        assert queue.llen(settings.queue_name) == 0
+        accepted = client.post("/jobs", data=jpeg(1000, 1000), content_type="image/jpeg")
+        assert accepted.status_code == 202 and queue.llen(settings.queue_name) == 1
+        queue.close()
+
+
 @pytest.mark.parametrize("content_type", ["text/plain", "application/xml", "image/svg+xml",
                                           "application/x-www-form-urlencoded"])
 def test_wrong_content_type_is_415(client, content_type):
