@@ -117,6 +117,15 @@ class Settings(BaseSettings):
     wait_max_seconds: float = Field(30.0, ge=0, le=600)
     """Cap on how long `?wait=` / `Prefer: wait=` may hold a request."""
 
+    wait_max_concurrent: int = Field(0, ge=0, le=1024)
+    """Requests one web process holds waiting for results at once; past it a request
+    that asked to wait is answered at once with 202 (the client polls), so waits never
+    take every thread. 0 means three quarters of `WEB_THREADS`."""
+
+    wait_max_per_key: int = Field(0, ge=0, le=1024)
+    """Of those, the most one API key holds in one web process (with `API_KEYS`);
+    0 means half of `WAIT_MAX_CONCURRENT`."""
+
     result_ttl_seconds: int = Field(86_400, ge=60)
     """How long a job's record and result are kept; afterwards its id answers 404."""
 

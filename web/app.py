@@ -19,6 +19,7 @@ from web.intake import Intake
 from web.job_service import JobService
 from web.openapi import build_openapi
 from web.rate_limits import install_rate_limits
+from web.wait_slots import WaitSlots
 from web.result_waiter import ResultWaiter
 from web.url_fetch import UrlFetcher
 
@@ -57,6 +58,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         webhooks_enabled=bool(settings.webhook_secret.get_secret_value()),
     )
     app.extensions["resq.openapi"] = build_openapi(VERSION)
+    app.extensions["resq.wait_slots"] = WaitSlots.for_threads(
+        settings.web_threads, settings.wait_max_concurrent, settings.wait_max_per_key)
 
     keys = ApiKeys(settings.api_keys.get_secret_value())
     app.extensions["resq.api_keys"] = keys

@@ -45,14 +45,15 @@ DURATION = Histogram("resq_http_request_duration_seconds",
                      buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
 SUBMITTED = Counter("resq_jobs_submitted_total", "Jobs accepted, by input form", ["form"])
 WAITS = Counter("resq_waits_total",
-                "Requests that waited for a job's result, by outcome: `result` (the job "
-                "finished within the wait) or `timeout`", ["outcome"])
+                "Requests that asked to wait for a job's result, by outcome: `result` (the "
+                "job finished within the wait), `timeout`, or `declined` (every wait slot "
+                "was taken: answered at once, the client polls)", ["outcome"])
 REJECTIONS = Counter("resq_rejections_total",
                      "Requests answered with an error, by reason (the error code)", ["reason"])
 
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-WAIT_OUTCOMES = ("result", "timeout")
+WAIT_OUTCOMES = ("result", "timeout", "declined")
 
 
 def method_label(method: str) -> str:
@@ -75,6 +76,10 @@ def job_submitted(form: str) -> None:
 
 def wait_ended(got_result: bool) -> None:
     WAITS.labels(outcome="result" if got_result else "timeout").inc()
+
+
+def wait_declined() -> None:
+    WAITS.labels(outcome="declined").inc()
 
 
 def rejected(reason: str) -> None:

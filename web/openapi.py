@@ -36,7 +36,9 @@ def _job_or_list(description: str) -> dict:
 _WAIT = {
     "name": "wait", "in": "query", "required": False,
     "description": "`true` (wait up to the server's cap) or seconds to hold the request "
-                   "for the result; capped by WAIT_MAX_SECONDS.",
+                   "for the result; capped by WAIT_MAX_SECONDS. When every wait slot of "
+                   "the web process is taken (WAIT_MAX_CONCURRENT, WAIT_MAX_PER_KEY) the "
+                   "request is answered at once, with `Retry-After: 1`: poll again.",
     "schema": {"type": "string", "pattern": r"^(true|false|yes|no|[0-9]{1,6}(\.[0-9]{1,6})?)?$",
                "examples": ["true", "10"]},
 }

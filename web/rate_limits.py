@@ -1,6 +1,8 @@
 """Rate limits on `/jobs` (flask-limiter, counted in Redis so that every web
 process and pod shares them): per API key when keys are configured, else per
-client address. A request over the limit gets 429 with `Retry-After`."""
+client address. Each image is one unit of the budget: a multipart request with 32
+images costs 32, as 32 requests would. A request over the limit gets 429 with
+`Retry-After`."""
 
 from __future__ import annotations
 
@@ -23,6 +25,20 @@ def rate_key(keys: ApiKeys) -> str:
     return f"addr:{request.remote_addr or 'unknown'}"
 
 
+def request_cost(keys: ApiKeys) -> int:
+    """Units of the budget a request costs: its images. A multipart body's parts are
+    only counted for a caller with a valid key (or where no keys are needed): a
+    stranger's body is never parsed (the request gets 401 either way)."""
+    if request.method != "POST" or request.mimetype != "multipart/form-data":
+        return 1
+    if keys.enabled and keys.owner_of(request) is None:
+        return 1
+    try:
+        return max(1, len(request.files.getlist("image")))
+    except Exception:  # over the size limit, or malformed: intake answers it
+        return 1
+
+
 def install_rate_limits(app: Flask, blueprint: Blueprint, limit: str, storage_uri: str,
                         key_prefix: str,
                         keys: ApiKeys) -> Limiter | None:
@@ -34,7 +50,8 @@ def install_rate_limits(app: Flask, blueprint: Blueprint, limit: str, storage_ur
     limiter = Limiter(lambda: rate_key(keys), app=app, storage_uri=storage_uri,
                       strategy="moving-window", swallow_errors=True, headers_enabled=False,
                       key_prefix=key_prefix, default_limits=[])
-    limiter.shared_limit(limit, scope="jobs")(blueprint)  # one budget for all /jobs routes
+    # One budget for all /jobs routes, charged per image.
+    limiter.shared_limit(limit, scope="jobs", cost=lambda: request_cost(keys))(blueprint)
     app.extensions["resq.limiter"] = limiter
     return limiter
 

@@ -93,6 +93,27 @@ def test_a_key_over_its_rate_limit_gets_429_with_retry_after(limited):
     assert _submit(limited, _auth(BOB)).status_code == 202
 
 
+def _images(count):
+    import io
+
+    return {"image": [(io.BytesIO(jpeg(64, 48)), f"{n}.jpg") for n in range(count)]}
+
+
+def test_every_image_of_a_multipart_request_counts_against_the_limit(redis_url):
+    # 10 images a minute: a request with 8 fits, then one with 3 does not (it would
+    # be 11), one with 2 does, and then nothing more, not even one image.
+    settings = make_settings(redis_url, queue_name=f"limits-{uuid.uuid4().hex[:6]}",
+                             api_keys=ALICE, rate_limit="10/minute")
+    with running_app(settings) as app:
+        client = app.test_client()
+        answers = [client.post("/jobs", data=_images(n), headers=_auth(ALICE)).status_code
+                   for n in (8, 3, 2, 1)]
+        # A stranger's multipart body is not parsed to be counted: one unit, then 401.
+        stranger = client.post("/jobs", data=_images(3), headers=_auth("not-a-key-0123456789"))
+    assert answers == [202, 429, 202, 429]
+    assert stranger.status_code == 401
+
+
 def test_without_keys_the_limit_is_per_client_address(redis_url):
     settings = make_settings(redis_url, queue_name=f"limits-{uuid.uuid4().hex[:6]}",
                              rate_limit="2/minute")

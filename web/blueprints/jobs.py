@@ -8,6 +8,7 @@ from flask import Blueprint, current_app, g, jsonify, request
 
 from shared.errors import InvalidField, Unauthorized
 from shared.jobs import Job, JobList
+from web import metrics
 from web.idempotency import check_key
 from web.waiting import requested_wait
 
@@ -40,13 +41,35 @@ def _wait_seconds() -> tuple[float, bool]:
                           current_app.config["RESQ_WAIT_MAX_SECONDS"])
 
 
-def _job_response(job: Job, status: int, *, waited: float | None = None, from_prefer=False):
+def _await(jobs: list[Job], seconds: float) -> tuple[list[Job], float | None]:
+    """The jobs once finished, or as they are after `seconds`, and the seconds the
+    request was allowed to wait: None when every wait slot of this process (or of
+    this API key) is taken, in which case the jobs are answered as they are now."""
+    if seconds <= 0 or all(job.status.is_terminal() for job in jobs):
+        return jobs, seconds
+    key = g.owner if current_app.extensions["resq.api_keys"].enabled else None
+    with current_app.extensions["resq.wait_slots"].hold(key) as granted:
+        if not granted:
+            metrics.wait_declined()
+            return jobs, None
+        deadline = time.monotonic() + seconds
+        return [_service().wait(job.id, max(0.0, deadline - time.monotonic()), g.owner)
+                for job in jobs], seconds
+
+
+def _job_response(job: Job, status: int, *, waited: float | None = 0.0, from_prefer=False):
     response = jsonify(job.model_dump(mode="json"))
     response.status_code = status
     response.headers["Location"] = f"/jobs/{job.id}"
-    if from_prefer and waited is not None:
-        response.headers["Preference-Applied"] = f"wait={waited:g}"
+    _wait_headers(response, waited, from_prefer)
     return response
+
+
+def _wait_headers(response, waited: float | None, from_prefer: bool) -> None:
+    if waited is None:  # asked to wait, answered at once: poll again shortly
+        response.headers["Retry-After"] = "1"
+    elif from_prefer:
+        response.headers["Preference-Applied"] = f"wait={waited:g}"
 
 
 @bp.post("/jobs")
@@ -57,39 +80,36 @@ def submit():
         key = check_key(key)
     submissions = _intake().read(request)
     if len(submissions) > 1:
-        return _submit_many(submissions, key, wait)
+        return _submit_many(submissions, key, wait, from_prefer)
     job, replayed = _service().submit(submissions[0], g.owner, key)
-    if wait > 0:
-        job = _service().wait(job.id, wait, g.owner)
+    (job,), waited = _await([job], wait)
     status = 200 if job.status.is_terminal() else 202
-    response = _job_response(job, status, waited=wait, from_prefer=from_prefer)
+    response = _job_response(job, status, waited=waited, from_prefer=from_prefer)
     if replayed:
         response.headers["Idempotent-Replayed"] = "true"
     return response
 
 
-def _submit_many(submissions, key, wait: float):
+def _submit_many(submissions, key, wait: float, from_prefer: bool):
     """Several `image` parts: one job each, answered as `{"jobs": [...]}` in order."""
     if key is not None:
         raise InvalidField("Idempotency-Key: send one image per request to use a key",
                            details=[{"field": "Idempotency-Key",
                                      "message": "one image per request"}])
     jobs = [_service().submit(submission, g.owner)[0] for submission in submissions]
-    if wait > 0:
-        deadline = time.monotonic() + wait
-        jobs = [_service().wait(job.id, max(0.0, deadline - time.monotonic()), g.owner)
-                for job in jobs]
+    jobs, waited = _await(jobs, wait)
     status = 200 if all(job.status.is_terminal() for job in jobs) else 202
     response = jsonify(JobList(jobs=jobs).model_dump(mode="json"))
     response.status_code = status
+    _wait_headers(response, waited, from_prefer)
     return response
 
 
 @bp.get("/jobs/<job_id>")
 def get(job_id: str):
     wait, from_prefer = _wait_seconds()
-    job = _service().wait(job_id, wait, g.owner)
-    return _job_response(job, 200, waited=wait, from_prefer=from_prefer)
+    (job,), waited = _await([_service().get(job_id, g.owner)], wait)
+    return _job_response(job, 200, waited=waited, from_prefer=from_prefer)
 
 
 @bp.delete("/jobs/<job_id>")
