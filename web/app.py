@@ -19,9 +19,9 @@ from web.intake import Intake
 from web.job_service import JobService
 from web.openapi import build_openapi
 from web.rate_limits import install_rate_limits
-from web.wait_slots import WaitSlots
 from web.result_waiter import ResultWaiter
 from web.url_fetch import UrlFetcher
+from web.wait_slots import WaitSlots
 
 # Room for the multipart envelope around an image of the maximum size.
 MULTIPART_OVERHEAD = 64 * 1024
