@@ -6,6 +6,13 @@ One package serves every batch size from 1 to the maximum batch (a dynamic batch
 dimension). The cache key covers everything the compiled code depends on: the
 weights, the precision, the maximum batch, torch's version and the CPU's vector
 capability. A failed compile falls back to eager mode with a warning.
+
+Loading a package runs its native code (dlopen), so a package is loaded only when
+(1) its SHA-256 matches the digest recorded beside it when it was built here (a
+package truncated, corrupted or swapped after its build is compiled again), and
+(2) neither it, its digest nor its directory can be written by other users
+(owned by this user or root, not world-writable): otherwise the model runs eager,
+with a warning that says why.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import stat
 import tempfile
 import time
 from collections.abc import Callable
@@ -39,6 +47,38 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
+def digest_path(package: Path) -> Path:
+    return package.with_name(package.name + ".sha256")
+
+
+def untrusted_reason(path: Path) -> str | None:
+    """Why `path` may have been written by someone else, or None: it is owned by
+    another user than this one or root, or anyone may write it."""
+    info = path.stat()
+    if info.st_uid not in (os.getuid(), 0):
+        return f"{path} is owned by uid {info.st_uid}"
+    if info.st_mode & stat.S_IWOTH:  # sticky or not: anyone may create the next name
+        return f"{path} is writable by every user"
+    return None
+
+
+def recorded_digest_matches(package: Path) -> bool:
+    recorded = digest_path(package)
+    if not recorded.is_file():
+        return False
+    return recorded.read_text().strip() == file_digest(package)
+
+
+def _write_atomically(target: Path, text: str) -> None:
+    fd, partial = tempfile.mkstemp(dir=target.parent, suffix=".partial")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(partial, target)
+    finally:
+        Path(partial).unlink(missing_ok=True)
+
+
 def compile_package(module: torch.nn.Module, precision_dtype: torch.dtype, max_batch: int,
                     target: Path) -> None:
     example = torch.zeros(min(2, max_batch), 3, 224, 224, dtype=precision_dtype)
@@ -46,13 +86,16 @@ def compile_package(module: torch.nn.Module, precision_dtype: torch.dtype, max_b
     batch = torch.export.Dim("batch", min=1, max=max(2, max_batch))
     with torch.inference_mode():
         exported = torch.export.export(module, (example,), dynamic_shapes=({0: batch},))
-        target.parent.mkdir(parents=True, exist_ok=True)
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
         # Compile to a temporary name, then rename: a crash never leaves half a file.
+        # The digest is recorded from the file this process wrote, before it is
+        # renamed into place.
         fd, partial = tempfile.mkstemp(dir=target.parent, suffix=".partial.pt2")
         os.close(fd)
         try:
             torch._inductor.aoti_compile_and_package(
                 exported, package_path=partial, inductor_configs={"freezing": True})
+            _write_atomically(digest_path(target), file_digest(Path(partial)) + "\n")
             os.replace(partial, target)
         finally:
             Path(partial).unlink(missing_ok=True)
@@ -76,6 +119,18 @@ class CompiledModelCache:
             started = time.perf_counter()
             try:
                 self.hit = path.is_file()
+                if self.hit:
+                    untrusted = self._untrusted(path)
+                    if untrusted:
+                        log.warning("not loading the compiled model: %s; running it in eager "
+                                    "mode (give the cache directory to this user alone)",
+                                    untrusted)
+                        self.hit = None
+                        return module
+                    if not recorded_digest_matches(path):
+                        log.warning("the compiled model at %s does not match the digest "
+                                    "recorded when it was built; compiling it again", path)
+                        self.hit = False
                 if not self.hit:
                     log.info("compiling the model (once; cached at %s)", path)
                     dtype = next(module.parameters()).dtype
@@ -91,3 +146,12 @@ class CompiledModelCache:
             return runner
 
         return compile_or_load
+
+    @staticmethod
+    def _untrusted(package: Path) -> str | None:
+        for path in (package.parent, package, digest_path(package)):
+            if path.exists():
+                reason = untrusted_reason(path)
+                if reason:
+                    return reason
+        return None

@@ -1,11 +1,13 @@
 """The compiled model: built once (torch.export + AOTInductor), kept on disk, loaded
 from there on the next start, and numerically the same as eager mode."""
 
+import shutil
+
 import pytest
 import torch
 
 from tests.support.images import PHOTOS, encode, photo
-from worker.compiled import CompiledModelCache, cache_key
+from worker.compiled import CompiledModelCache, cache_key, digest_path, file_digest
 from worker.model import load_model
 from worker.preprocess import preprocess
 from worker.weights import WeightsSource
@@ -15,17 +17,35 @@ pytestmark = pytest.mark.compile
 RANDOM = WeightsSource("random", None)
 
 
-def test_compile_once_then_load_from_the_cache(tmp_path):
+@pytest.fixture(scope="module")
+def first_build(tmp_path_factory):
+    """The one real compile of this module, into a cache directory of its own."""
+    directory = tmp_path_factory.mktemp("compiled")
+    cache = CompiledModelCache(directory, "random-seed-0", max_batch=4)
+    return cache, load_model(RANDOM, "fp32", compiler=cache.compiler("fp32"))
+
+
+@pytest.fixture()
+def built_package(first_build):
+    """A real compiled package with the digest recorded when it was built."""
+    cache, _ = first_build
+    package = cache.path_for("fp32")
+    assert digest_path(package).read_text().strip() == file_digest(package)
+    return package
+
+
+def test_compile_once_then_load_from_the_cache(first_build):
     batch = torch.stack([preprocess(encode(photo(name).convert("RGB"), "JPEG"), 10**8)
                          for name in PHOTOS[:3]])
     eager = load_model(RANDOM, "fp32").logits(batch)
 
-    first = CompiledModelCache(tmp_path, "random-seed-0", max_batch=4)
-    built = load_model(RANDOM, "fp32", compiler=first.compiler("fp32"))
+    first, built = first_build
+    directory = first.directory
     assert built.compiled and first.hit is False
-    assert list(tmp_path.glob("*.pt2")) == [first.path_for("fp32")]
+    assert list(directory.glob("*.pt2")) == [first.path_for("fp32")]
+    assert list(directory.glob("*.sha256")) == [digest_path(first.path_for("fp32"))]
 
-    second = CompiledModelCache(tmp_path, "random-seed-0", max_batch=4)
+    second = CompiledModelCache(directory, "random-seed-0", max_batch=4)
     loaded = load_model(RANDOM, "fp32", compiler=second.compiler("fp32"))
     assert loaded.compiled and second.hit is True
     print(f"compile {first.compile_seconds:.1f} s, load from cache {second.compile_seconds:.2f} s")
@@ -51,3 +71,48 @@ def test_a_failed_compile_falls_back_to_eager(tmp_path):
     model = load_model(RANDOM, "fp32", compiler=cache.compiler("fp32"))
     assert not model.compiled
     assert model.logits(torch.zeros(1, 3, 224, 224)).shape == (1, 1000)
+
+
+class UncompilableModule(torch.nn.Module):
+    """Stands for the model where a compile must not be needed, or must fail fast: a
+    cache that loads a package returns its runner, one that does not returns this."""
+
+    def forward(self, x):
+        raise RuntimeError("export fails on this module")
+
+
+def _copied(package, directory):
+    directory.mkdir(mode=0o755, exist_ok=True)
+    for path in (package, digest_path(package)):
+        shutil.copy(path, directory / path.name)
+    return CompiledModelCache(directory, "random-seed-0", max_batch=4)
+
+
+def test_a_package_with_its_digest_is_loaded(built_package, tmp_path):
+    cache = _copied(built_package, tmp_path / "cache")
+    module = UncompilableModule()
+    assert cache.compiler("fp32")(module) is not module and cache.hit is True
+
+
+def test_a_package_that_no_longer_matches_its_digest_is_never_loaded(built_package, tmp_path):
+    # A valid package swapped in after the build: its bytes are not the ones recorded.
+    cache = _copied(built_package, tmp_path / "cache")
+    digest_path(cache.path_for("fp32")).write_text("0" * 64 + "\n")
+    module = UncompilableModule()
+    assert cache.compiler("fp32")(module) is module  # compiled again (and here that fails)
+    assert cache.hit is False
+
+
+def test_a_package_without_a_recorded_digest_is_never_loaded(built_package, tmp_path):
+    cache = _copied(built_package, tmp_path / "cache")
+    digest_path(cache.path_for("fp32")).unlink()
+    module = UncompilableModule()
+    assert cache.compiler("fp32")(module) is module and cache.hit is False
+
+
+def test_a_cache_anyone_may_write_is_never_loaded(built_package, tmp_path, caplog):
+    cache = _copied(built_package, tmp_path / "cache")
+    (tmp_path / "cache").chmod(0o777)
+    module = UncompilableModule()
+    assert cache.compiler("fp32")(module) is module
+    assert "writable by every user" in caplog.text
