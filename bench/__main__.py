@@ -20,9 +20,9 @@ from pathlib import Path
 import requests
 
 from bench import inprocess, load, report, workload
+from shared.capacity import usable_cores
 from shared.settings import Precision
 from tests.support.processes import await_condition, redis_server, start_gunicorn, start_worker
-from worker.cores import usable_cores
 from worker.precision import resolve_precision
 from worker.weights import resolve_weights
 

@@ -29,9 +29,11 @@ from prometheus_client import (
 )
 from prometheus_client.registry import Collector
 
+from shared.capacity import CapacityCollector
 from shared.errors import error_codes
 from shared.jobs import InputForm
 from shared.queue_metrics import QueueCollector
+from web.process_metrics import ProcessGroupCollector
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -87,14 +89,17 @@ def rejected(reason: str) -> None:
 
 
 def exposition(queue: QueueCollector) -> bytes:
-    """This process's metrics, or (under gunicorn) every web process's summed, and
-    the queue's gauges."""
+    """This process's metrics, or (under gunicorn) every web process's summed with
+    the CPU and memory of the whole process group, and the queue's and the pod's
+    gauges."""
     registry = CollectorRegistry()
     if os.environ.get(MULTIPROC_ENV):
         multiprocess.MultiProcessCollector(registry)
+        registry.register(ProcessGroupCollector())
     else:
         registry.register(_Own())
     registry.register(queue)
+    registry.register(CapacityCollector())
     return generate_latest(registry)
 
 

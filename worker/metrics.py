@@ -11,16 +11,13 @@ metrics, so alerts can compare usage with capacity.
 from __future__ import annotations
 
 import logging
-import os
 
 import redis
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
 
+from shared.capacity import CapacityCollector
 from shared.errors import error_codes
 from shared.queue_metrics import QueueCollector
-from worker.cores import usable_cores
 
 log = logging.getLogger(__name__)
 
@@ -78,32 +75,6 @@ def batch_ran(size: int, preprocess_seconds: float, inference_seconds: float) ->
     BATCH_SIZE.observe(size)
     PREPROCESS.observe(preprocess_seconds)
     INFERENCE.observe(inference_seconds)
-
-
-def memory_limit_bytes() -> int:
-    """The cgroup's memory limit, else the machine's memory."""
-    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
-        try:
-            text = open(path).read().strip()
-        except OSError:
-            continue
-        if text.isdigit() and int(text) < 1 << 60:
-            return int(text)
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-
-
-class CapacityCollector(Collector):
-    """`resq_cpu_cores` and `resq_memory_limit_bytes` of this worker process."""
-
-    def collect(self):
-        cores = GaugeMetricFamily("resq_cpu_cores",
-                                  "Cores this worker may use (CPU affinity and cgroup quota)")
-        cores.add_metric([], usable_cores())
-        memory = GaugeMetricFamily("resq_memory_limit_bytes",
-                                   "Memory this worker may use (cgroup limit, else the machine's)")
-        memory.add_metric([], memory_limit_bytes())
-        yield cores
-        yield memory
 
 
 def serve(port: int, client: redis.Redis, queue: str, inflight_key: str) -> None:

@@ -10,12 +10,12 @@ import threading
 import torch
 from PIL import Image
 
+from shared.capacity import usable_cores
 from shared.settings import Settings
 from worker import metrics
 from worker.batching import Batcher, BatchRunner
 from worker.classifier import Classifier
 from worker.compiled import CompiledModelCache, file_digest
-from worker.cores import usable_cores
 from worker.model import RANDOM_SEED, LoadedModel, load_model
 from worker.precision import resolve_precision
 from worker.preprocess import preprocess

@@ -1,6 +1,6 @@
 import os
 
-from worker.cores import cgroup_cpu_limit, usable_cores
+from shared.capacity import cgroup_cpu_limit, usable_cores
 
 
 def test_cgroup_v2_quota(tmp_path):
