@@ -70,13 +70,18 @@ run: $(STAMP)
 	# As compose's restart policy would: a process that dies is started again after
 	# 1, 2, 4 ... s (at most 30 s; 1 s again after a minute up), while the others
 	# keep serving. Exit 2 (bad settings) or 3 (no weights) is final: no restart helps.
+	# With `--live URL`, a liveness watch (python -m shared.liveness) kills the process
+	# after 3 failed checks 10 s apart, as a kubelet would, and it is restarted.
 	supervise() {
-	  local name=$$1 delay=1 child= stopping= started rc; shift
+	  local name=$$1 delay=1 child= stopping= started rc live= watch=; shift
+	  if [ "$$1" = --live ]; then live=$$2; shift 2; fi
 	  # A Ctrl-C reaches the main shell, whose stop() sends TERM here.
 	  trap '' INT; trap 'stopping=1; [ -z "$$child" ] || kill -TERM "$$child" 2>/dev/null' TERM
 	  while :; do
 	    started=$$SECONDS; "$$@" & child=$$!
+	    if [ -n "$$live" ]; then $(PY) -m shared.liveness "$$live" --watch "$$child" & watch=$$!; fi
 	    while :; do rc=0; wait "$$child" || rc=$$?; kill -0 "$$child" 2>/dev/null || break; done
+	    if [ -n "$$watch" ]; then kill "$$watch" 2>/dev/null || true; wait "$$watch" 2>/dev/null || true; watch=; fi
 	    [ -z "$$stopping" ] || exit 0
 	    if [ "$$rc" = 2 ] || [ "$$rc" = 3 ]; then
 	      echo "resq: $$name exited with status $$rc; not restarting it"; exit "$$rc"
@@ -90,7 +95,7 @@ run: $(STAMP)
 	    delay=$$(( delay * 2 > 30 ? 30 : delay * 2 ))
 	  done
 	}
-	supervise worker $(PY) -m worker & pids+=($$!)
+	supervise worker --live "http://127.0.0.1:$${WORKER_METRICS_PORT:-9540}/healthz" $(PY) -m worker & pids+=($$!)
 	supervise web $(VENV)/bin/gunicorn -c python:web.gunicorn_conf & pids+=($$!)
 	supervise flower $(PY) -m shared.monitor & pids+=($$!)  # 127.0.0.1 only, unless FLOWER_BASIC_AUTH
 	echo "resq: web http://$(WEB_HOST):$(PORT)  docs http://$(WEB_HOST):$(PORT)/docs  flower http://127.0.0.1:$(FLOWER_PORT)  metrics :$(PORT)/metrics :$${WORKER_METRICS_PORT:-9540}/metrics"

@@ -40,7 +40,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     HOME=/tmp
 USER 10001
 EXPOSE 9540
-# Alive once the worker answers; readiness (model loaded) is the chart's startup probe.
-HEALTHCHECK --interval=30s --timeout=10s --start-period=120s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9540/metrics', timeout=5)"]
+# Alive while its batcher makes progress or has nothing to do (worker/health.py);
+# readiness (model loaded) is the chart's startup probe.
+HEALTHCHECK --interval=20s --timeout=10s --start-period=300s --retries=3 \
+    CMD ["python", "-m", "shared.liveness", "http://127.0.0.1:9540/healthz"]
 CMD ["python", "-m", "worker"]

@@ -150,6 +150,12 @@ class WorkerLost(ResqError):
     default_message = "the worker processing the job died"
 
 
+class WorkerStalled(ResqError):
+    code = "worker_stalled"
+    default_message = ("the worker stopped making progress on this job's batch; the job was "
+                       "ended rather than left waiting (the worker's liveness probe restarts it)")
+
+
 class JobKilledWorker(ResqError):
     code = "job_killed_worker"
     default_message = "the job's worker died every time it ran the job; it is not retried"

@@ -144,6 +144,13 @@ class Settings(BaseSettings):
     holds a job (its `WORKER_CONCURRENCY` jobs at its slowest batch rate), or slow
     jobs would be delivered twice."""
 
+    worker_stall_seconds: float = Field(60.0, ge=1, le=3600)
+    """A batch (decoding and forward pass) that runs longer than this means the worker
+    is wedged (a hung decode, a deadlock): its jobs fail with `worker_stalled` instead
+    of waiting forever, and the worker's `/healthz` answers 503, so its liveness
+    probe (the chart's, and `make run`'s watch) restarts it. Keep it far above the
+    slowest batch (about a second on one core)."""
+
     worker_heartbeat_seconds: float = Field(2.0, gt=0, le=60)
     """How often a worker renews its heartbeat. A worker silent for 5 times this is
     dead: the jobs it held are delivered again at once (within about 6 times this),

@@ -96,6 +96,11 @@ def test_make_run_serves_jobs_and_stops_on_sigterm(make_run):
     assert listening == {"127.0.0.1"}
     names = " ".join(" ".join(c.cmdline()) for c in children)
     assert all(name in names for name in ("redis-server", "gunicorn", "-m worker", "flower"))
+    # The worker has a liveness watch on its /healthz (tests/test_worker_liveness.py).
+    worker = next(c for c in children if c.cmdline()[1:3] == ["-m", "worker"])
+    watch = next(c for c in children if "shared.liveness" in c.cmdline())
+    assert watch.cmdline()[-2:] == ["--watch", str(worker.pid)]
+    assert f":{ports['WORKER_METRICS_PORT']}/healthz" in " ".join(watch.cmdline())
     proc.send_signal(signal.SIGTERM)
     assert_all_gone(proc, children)
 

@@ -16,11 +16,15 @@ with it, so that when a worker dies only the jobs of the batch it was running ar
 charged with the crash. An image submitted `alone` (a job charged before) gets a
 batch of its own, so a poison input is the only job charged with the crashes it
 causes.
+
+The batcher also says whether it is making progress (`stalled_seconds`): how long
+it has had work without finishing any, which a worker's liveness probe reads.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -132,6 +136,10 @@ class Batcher:
         self._queue: deque[_Pending] = deque()
         self._announced = 0
         self._stopping = False
+        # When the batch in the runner began (None between batches), and when the
+        # last batch ended: what `stalled_seconds` reads.
+        self._running_since: float | None = None
+        self._last_progress = time.perf_counter()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -148,6 +156,21 @@ class Batcher:
                 with self._cond:
                     self._announced -= 1
                     self._cond.notify()
+
+    def stalled_seconds(self) -> float:
+        """Seconds the batcher has had work without getting through any of it: the
+        age of the running batch, else of the oldest image waiting (counted from the
+        last batch's end, if later); 0 with nothing to do; infinite once its thread
+        has ended (it does only when stopped)."""
+        now = time.perf_counter()
+        with self._cond:
+            if not self._thread.is_alive():
+                return 0.0 if self._stopping else math.inf
+            if self._running_since is not None:
+                return now - self._running_since
+            if self._queue:
+                return now - max(self._queue[0].queued, self._last_progress)
+            return 0.0
 
     def _submit(self, pending: _Pending) -> Future:
         with self._cond:
@@ -214,11 +237,17 @@ class Batcher:
             if not batch:
                 continue
             now = time.perf_counter()
+            with self._cond:
+                self._running_since = now
             try:
                 outputs = self.runner.run([item.payload for item in batch],
                                           [now - item.queued for item in batch])
             except BaseException as error:  # never leave a job waiting forever
                 outputs = [error] * len(batch)
+            finally:
+                with self._cond:
+                    self._running_since = None
+                    self._last_progress = time.perf_counter()
             self._ended(batch)
             for item, output in zip(batch, outputs, strict=True):
                 if isinstance(output, BaseException):

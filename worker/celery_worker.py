@@ -16,10 +16,11 @@ from shared.job_store import JobStore
 from shared.redis_client import connect
 from shared.settings import get_settings
 from shared.url_guard import AddressPolicy
-from worker import metrics
+from worker import health, metrics
+from worker.health import Liveness
 from worker.heartbeat import Heartbeat, new_worker_id
 from worker.redelivery import LostJobSweeper
-from worker.runtime import load_runtime
+from worker.runtime import load_runtime, loaded_runtime
 from worker.tasks import register_tasks
 from worker.webhooks import WebhookDispatcher, WebhookSender
 
@@ -76,11 +77,19 @@ def _stop_beating(**_):
     heartbeat.stop()
 
 
+def _stalled_seconds() -> float | None:
+    classifier = loaded_runtime()
+    return classifier.batcher.stalled_seconds() if classifier is not None else None
+
+
 @worker_init.connect
 def _load_model_before_consuming(**_):
     # Scrapes read the queue with a client that fails fast, not the patient one.
-    metrics.serve(settings.worker_metrics_port, connect(settings.redis_url),
-                  settings.queue_name, store.records.inflight_key)
+    metrics.register(connect(settings.redis_url), settings.queue_name,
+                     store.records.inflight_key)
+    if settings.worker_metrics_port:
+        health.serve(settings.worker_metrics_port, Liveness(_stalled_seconds,
+                                                            settings.worker_stall_seconds))
     settings.worker_ready_file.unlink(missing_ok=True)
     load_runtime(settings)
     heartbeat.start()

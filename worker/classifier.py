@@ -4,25 +4,39 @@ labels."""
 
 from __future__ import annotations
 
+from concurrent.futures import TimeoutError as FutureTimeout
+
 import torch
 
+from shared.errors import WorkerStalled
 from worker.batching import Batcher, BatchWatch
 from worker.model import LoadedModel
 
 
 class Classifier:
-    def __init__(self, model: LoadedModel, batcher: Batcher):
+    def __init__(self, model: LoadedModel, batcher: Batcher, *, deadline_seconds: float = 60.0):
         self.model = model
         self.batcher = batcher
+        # Longest a job waits for its batch: past it the batcher is wedged (a hung
+        # decode, a deadlock), and the job fails with `worker_stalled` instead of
+        # holding its thread, and its message, forever.
+        self.deadline_seconds = deadline_seconds
 
     def classify(self, data: bytes, top_k: int, *, alone: bool = False,
                  watch: BatchWatch | None = None) -> dict:
         """The job result for one image, less the queue timing. Raises `BadImage`
         (or `ImageTooLarge`) for an image that cannot be used; such an image fails
         alone and never reaches the model. `alone` runs it in a batch of its own;
-        `watch` is told when its batch begins and ends."""
+        `watch` is told when its batch begins and ends. Raises `WorkerStalled` when
+        the batch has not come back within the deadline."""
         with self.batcher.slot() as slot:
-            output = slot.submit(data, alone=alone, watch=watch).result()
+            future = slot.submit(data, alone=alone, watch=watch)
+        try:
+            output = future.result(timeout=self.deadline_seconds)
+        except FutureTimeout:
+            raise WorkerStalled(f"the worker's batch made no progress in "
+                                f"{self.deadline_seconds:g} s; the job was ended rather than "
+                                "left waiting") from None
         return {
             "predictions": self.top_k(output.logits, top_k),
             "model": self.model.info(),

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 
 import redis
-from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 
 from shared.capacity import CapacityCollector
 from shared.errors import error_codes
@@ -77,10 +77,9 @@ def batch_ran(size: int, preprocess_seconds: float, inference_seconds: float) ->
     INFERENCE.observe(inference_seconds)
 
 
-def serve(port: int, client: redis.Redis, queue: str, inflight_key: str) -> None:
+def register(client: redis.Redis, queue: str, inflight_key: str) -> None:
+    """Every series at its start, and the queue's and the pod's gauges (served by
+    `worker.health` with `/healthz`)."""
     initialise()
     REGISTRY.register(QueueCollector(client, queue, inflight_key))
     REGISTRY.register(CapacityCollector())
-    if port:
-        start_http_server(port, addr="0.0.0.0")
-        log.info("metrics on :%d/metrics", port)

@@ -61,7 +61,7 @@ def build_classifier(settings: Settings) -> Classifier:
     log.info("runtime ready: %s, %d model threads, batches of up to %d",
              "compiled" if model.compiled else "eager", torch.get_num_threads(),
              settings.batch_max_size)
-    return Classifier(model, batcher)
+    return Classifier(model, batcher, deadline_seconds=settings.worker_stall_seconds)
 
 
 def compiler_seconds(cache: CompiledModelCache | None) -> float:
@@ -80,6 +80,11 @@ def warm_up_image() -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (640, 480), (128, 128, 128)).save(buffer, "JPEG")
     return buffer.getvalue()
+
+
+def loaded_runtime() -> Classifier | None:
+    """The process's classifier if it has been built (no loading here)."""
+    return _classifier
 
 
 def load_runtime(settings: Settings) -> Classifier:

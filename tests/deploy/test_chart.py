@@ -124,7 +124,7 @@ def test_probe_paths_are_served(rendered, redis_url):
 
     flower_routes = {(h.regex.pattern if hasattr(h, "regex") else h[0]).rstrip("$")
                      for h in handlers}
-    served = {"web": web_routes, "flower": flower_routes, "worker": {"/metrics"}}
+    served = {"web": web_routes, "flower": flower_routes, "worker": {"/metrics", "/healthz"}}
     for _, template in pod_specs(objects):
         for container in template["spec"]["containers"]:
             for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
@@ -135,6 +135,8 @@ def test_probe_paths_are_served(rendered, redis_url):
                 ready_file = next(v["value"] for v in container["env"]
                                   if v["name"] == "WORKER_READY_FILE")
                 assert container["startupProbe"]["exec"]["command"][-1] == ready_file
+                # Liveness means progress (worker.health), not an HTTP answer.
+                assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
 
 
 def test_pods_run_as_non_root_with_read_only_root_filesystems(rendered):

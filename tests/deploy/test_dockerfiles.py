@@ -41,6 +41,13 @@ def test_final_stages_run_as_a_non_root_user_with_a_healthcheck(dockerfile, stag
     assert "COPY --from=" in text  # built in an earlier stage, not here
 
 
+def test_the_worker_healthcheck_is_liveness_not_an_http_answer():
+    # /metrics answers while the batcher is wedged; /healthz does not (worker/health.py).
+    text = stages(DOCKER / "worker.Dockerfile")["final"]
+    check = re.search(r"^HEALTHCHECK.*\n\s+CMD (.*)$", text, re.MULTILINE).group(1)
+    assert "shared.liveness" in check and "/healthz" in check
+
+
 def test_the_web_image_has_no_torch():
     web = stages(DOCKER / "web.Dockerfile")["web"]
     assert "worker" not in web and "torch" not in web

@@ -161,3 +161,34 @@ def test_an_input_submitted_alone_gets_a_batch_of_its_own(make_batcher):
     # The two before it share a batch, it runs by itself, the two after share one.
     assert sizes == [2, 2, 1, 2, 2] and model.sizes == [1, 2, 1, 2]
     assert [float(f.result().logits) for f in futures] == [1.0, 2.0, 3.0, 4.0, 5.0]
+
+
+def test_the_batcher_says_how_long_it_has_had_work_without_progress(make_batcher):
+    gate = threading.Event()
+    model = RecordingModel(gate)
+    batcher = make_batcher(model, max_size=4, max_wait_seconds=0.0)
+    assert batcher.stalled_seconds() == 0.0  # nothing to do is not a stall
+    with batcher.slot() as slot:
+        future = slot.submit(torch.ones(2))
+    assert model.entered.wait(5)
+    from tests.support.processes import await_condition
+
+    await_condition(lambda: batcher.stalled_seconds() > 0.2, 10, "a growing stall")
+    gate.set()
+    future.result(timeout=5)
+    assert batcher.stalled_seconds() == 0.0  # through its work: no stall
+
+
+def test_a_classify_call_past_its_deadline_fails_with_worker_stalled(make_batcher):
+    from shared.errors import WorkerStalled
+    from worker.classifier import Classifier
+
+    gate = threading.Event()
+    batcher = make_batcher(RecordingModel(gate), max_size=4, max_wait_seconds=0.0)
+    classifier = Classifier(model=None, batcher=batcher, deadline_seconds=0.3)
+    try:
+        with pytest.raises(WorkerStalled) as stalled:
+            classifier.classify(torch.ones(2), top_k=1)
+        assert stalled.value.code == "worker_stalled" and "0.3 s" in stalled.value.message
+    finally:
+        gate.set()
