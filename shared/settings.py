@@ -13,7 +13,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, IPvAnyNetwork, SecretStr, ValidationError, field_validator
+from pydantic import (
+    Field,
+    IPvAnyNetwork,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -23,6 +30,15 @@ class Precision(StrEnum):
     AUTO = "auto"
     FP32 = "fp32"
     BF16 = "bf16"
+    INT8 = "int8"
+
+
+class ModelEngine(StrEnum):
+    """What runs the model: OpenVINO, or PyTorch."""
+
+    AUTO = "auto"
+    OPENVINO = "openvino"
+    TORCH = "torch"
 
 
 class Settings(BaseSettings):
@@ -81,16 +97,28 @@ class Settings(BaseSettings):
     downloaded there when online), a path to a ResNet50 state_dict file, or
     `random` (untrained weights: for tests and offline demos only)."""
 
+    model_engine: ModelEngine = ModelEngine.AUTO
+    """`auto` (OpenVINO, falling back to torch with a warning where it cannot load),
+    `openvino` or `torch`."""
+
     model_precision: Precision = Precision.AUTO
-    """`auto` (bf16 where the CPU has native bf16, else fp32), `fp32` or `bf16`."""
+    """`auto` (bf16 where the CPU has native bf16, else fp32), `fp32`, `bf16`, or
+    `int8` (OpenVINO only: quantized with NNCF on `CALIBRATION_DIR`'s images; never
+    chosen by `auto`: check what it costs with `python -m worker check-precision`)."""
+
+    calibration_dir: Path | None = None
+    """Images (JPEG, PNG, ...) that int8 quantization is calibrated on: a few hundred
+    of your own, like the ones the service will see. Unset: the small public-domain
+    set shipped in `worker/calibration/`."""
 
     model_compile: bool = True
-    """Compile the model ahead of time (torch.export + AOTInductor, frozen) and keep
-    the result in `COMPILE_CACHE_DIR`; `false` runs it in eager mode."""
+    """Compile the model ahead of time and keep the result in `COMPILE_CACHE_DIR`
+    (torch: torch.export + AOTInductor, frozen; OpenVINO: its IR and its compiled
+    blobs); `false` runs torch eager and compiles OpenVINO's model at each start."""
 
     compile_cache_dir: Path = Path.home() / ".cache" / "resq" / "compiled"
     """Where compiled models are kept; a restart with the same weights, precision,
-    batch size, torch and CPU loads from here instead of compiling."""
+    batch size, engine version and CPU loads from here instead of compiling."""
 
     # --- batching -----------------------------------------------------------------
     batch_max_size: int = Field(8, ge=1, le=256)
@@ -280,6 +308,13 @@ class Settings(BaseSettings):
             elif len(entry) < 16:
                 raise ValueError("each key must be at least 16 characters long")
         return value
+
+    @model_validator(mode="after")
+    def _int8_needs_openvino(self):
+        if self.model_precision is Precision.INT8 and self.model_engine is ModelEngine.TORCH:
+            raise ValueError("MODEL_PRECISION=int8 runs on the OpenVINO engine only "
+                             "(MODEL_ENGINE=auto or openvino)")
+        return self
 
     @field_validator("flower_basic_auth")
     @classmethod

@@ -14,7 +14,14 @@ import redis
 import requests
 
 from tests.support.images import jpeg
-from tests.support.processes import ROOT, await_condition, base_env, free_port, start_redis
+from tests.support.processes import (
+    MODEL_CACHE_DIR,
+    ROOT,
+    await_condition,
+    base_env,
+    free_port,
+    start_redis,
+)
 
 pytestmark = pytest.mark.processes
 
@@ -28,6 +35,7 @@ def launch_make_run(tmp_path, **env):
              "WORKER_METRICS_PORT": free_port(), **env}
     # Eager mode for a fast start; compiling is tested in tests/worker/test_compiled.py.
     env = base_env(MODEL_WEIGHTS="random", MODEL_COMPILE="false", VENV=sys.prefix,
+                   COMPILE_CACHE_DIR=MODEL_CACHE_DIR,
                    RUN_DIR=tmp_path / "run", METRICS_DIR=tmp_path / "metrics", **ports)
     log_path = tmp_path / "make.log"
     log = open(log_path, "wb")

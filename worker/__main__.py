@@ -1,5 +1,8 @@
 """`python -m worker`: check the settings and the weights, then run the Celery
-worker on the configured queue. Exits 2 on bad settings, 3 on missing weights."""
+worker on the configured queue. Exits 2 on bad settings, 3 on missing weights.
+
+`python -m worker check-precision DIR [--precision P]` compares a precision with
+fp32 on a folder of images instead (`worker.check_precision`)."""
 
 from __future__ import annotations
 
@@ -9,6 +12,10 @@ from shared.settings import settings_or_exit
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["check-precision"]:
+        from worker.check_precision import main as check_precision
+
+        return check_precision(argv[1:])
     settings = settings_or_exit("resq worker")
     from shared.log_format import configure
 

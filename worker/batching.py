@@ -34,7 +34,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
-import torch
+import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 class BatchOutput:
     """One image's row of the batch output, and how its batch went."""
 
-    logits: torch.Tensor
+    logits: np.ndarray
     batch_size: int
     preprocess_seconds: float
     inference_seconds: float
@@ -51,11 +51,11 @@ class BatchOutput:
 
 
 class BatchRunner:
-    """Runs one batch: `prepare` every payload, then `infer` the stacked tensors.
+    """Runs one batch: `prepare` every payload, then `infer` the stacked arrays.
     A payload that fails to prepare gets its own exception; the rest still run."""
 
-    def __init__(self, prepare: Callable[[bytes], torch.Tensor],
-                 infer: Callable[[torch.Tensor], torch.Tensor], threads: int,
+    def __init__(self, prepare: Callable[[bytes], np.ndarray],
+                 infer: Callable[[np.ndarray], np.ndarray], threads: int,
                  on_batch: Callable[[int, float, float], None] | None = None):
         self.prepare = prepare
         self.infer = infer
@@ -79,7 +79,7 @@ class BatchRunner:
         if not good:
             return results
         try:
-            logits = self.infer(torch.stack([prepared[i] for i in good]))
+            logits = self.infer(np.stack([prepared[i] for i in good]))
         except Exception as error:  # the model failed: every image of this batch fails
             log.exception("batch of %d failed", len(good))
             for i in good:

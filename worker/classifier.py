@@ -6,15 +6,15 @@ from __future__ import annotations
 
 from concurrent.futures import TimeoutError as FutureTimeout
 
-import torch
+import numpy as np
 
 from shared.errors import WorkerStalled
 from worker.batching import Batcher, BatchWatch
-from worker.model import LoadedModel
+from worker.engine import Engine
 
 
 class Classifier:
-    def __init__(self, model: LoadedModel, batcher: Batcher, *, deadline_seconds: float = 60.0):
+    def __init__(self, model: Engine, batcher: Batcher, *, deadline_seconds: float = 60.0):
         self.model = model
         self.batcher = batcher
         # Longest a job waits for its batch: past it the batcher is wedged (a hung
@@ -47,10 +47,15 @@ class Classifier:
             "batch_size": output.batch_size,
         }
 
-    def top_k(self, logits: torch.Tensor, k: int) -> list[dict]:
-        probabilities = torch.softmax(logits.float(), dim=0)
-        scores, indices = torch.topk(probabilities, k=min(k, probabilities.numel()))
-        return [
-            {"label": self.model.labels[i], "class_id": int(i), "score": float(s)}
-            for s, i in zip(scores.tolist(), indices.tolist(), strict=True)
-        ]
+    def top_k(self, logits: np.ndarray, k: int) -> list[dict]:
+        return likeliest(logits, k, self.model.labels)
+
+
+def likeliest(logits: np.ndarray, k: int, labels) -> list[dict]:
+    """The `k` likeliest classes by softmax score, highest first (ties: lower id)."""
+    values = np.asarray(logits, dtype=np.float64).ravel()
+    exp = np.exp(values - values.max())
+    probabilities = exp / exp.sum()
+    order = np.argsort(-probabilities, kind="stable")[:min(k, probabilities.size)]
+    return [{"label": labels[i], "class_id": int(i), "score": float(probabilities[i])}
+            for i in order]

@@ -20,13 +20,20 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import stat
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+
+from worker.artefacts import (
+    digest_path,
+    file_digest,
+    recorded_digest_matches,
+    untrusted_reason,
+    write_atomically,
+)
 
 log = logging.getLogger(__name__)
 
@@ -37,46 +44,6 @@ def cache_key(weights_identity: str, precision: str, max_batch: int) -> str:
     parts = [FORMAT_VERSION, weights_identity, precision, str(max_batch), torch.__version__,
              torch.backends.cpu.get_cpu_capability()]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:20]
-
-
-def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def digest_path(package: Path) -> Path:
-    return package.with_name(package.name + ".sha256")
-
-
-def untrusted_reason(path: Path) -> str | None:
-    """Why `path` may have been written by someone else, or None: it is owned by
-    another user than this one or root, or anyone may write it."""
-    info = path.stat()
-    if info.st_uid not in (os.getuid(), 0):
-        return f"{path} is owned by uid {info.st_uid}"
-    if info.st_mode & stat.S_IWOTH:  # sticky or not: anyone may create the next name
-        return f"{path} is writable by every user"
-    return None
-
-
-def recorded_digest_matches(package: Path) -> bool:
-    recorded = digest_path(package)
-    if not recorded.is_file():
-        return False
-    return recorded.read_text().strip() == file_digest(package)
-
-
-def _write_atomically(target: Path, text: str) -> None:
-    fd, partial = tempfile.mkstemp(dir=target.parent, suffix=".partial")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(partial, target)
-    finally:
-        Path(partial).unlink(missing_ok=True)
 
 
 def compile_package(module: torch.nn.Module, precision_dtype: torch.dtype, max_batch: int,
@@ -95,7 +62,7 @@ def compile_package(module: torch.nn.Module, precision_dtype: torch.dtype, max_b
         try:
             torch._inductor.aoti_compile_and_package(
                 exported, package_path=partial, inductor_configs={"freezing": True})
-            _write_atomically(digest_path(target), file_digest(Path(partial)) + "\n")
+            write_atomically(digest_path(target), file_digest(Path(partial)) + "\n")
             os.replace(partial, target)
         finally:
             Path(partial).unlink(missing_ok=True)

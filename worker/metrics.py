@@ -52,7 +52,7 @@ MODEL_COMPILE = Gauge("resq_model_compile_seconds",
                       "Seconds this worker spent compiling the model, or loading the compiled "
                       "model from its cache; 0 in eager mode")
 MODEL_INFO = Gauge("resq_model_info", "The model this worker runs (value 1)",
-                   ["weights", "precision", "compiled"])
+                   ["engine", "weights", "precision", "compiled"])
 
 
 def initialise() -> None:

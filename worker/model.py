@@ -9,16 +9,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from torchvision.models import ResNet50_Weights, resnet50
+from torchvision.models import resnet50
 
-from worker.weights import WeightsSource
+from worker.labels import IMAGENET_CLASSES
+from worker.weights import RANDOM_SEED, WeightsSource
 
 log = logging.getLogger(__name__)
 
-LABELS: tuple[str, ...] = tuple(ResNet50_Weights.IMAGENET1K_V2.meta["categories"])
-# Random weights come from a fixed seed, so that every worker process (and the
-# compiled-model cache) agrees on them.
-RANDOM_SEED = 0
+LABELS = IMAGENET_CLASSES
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 

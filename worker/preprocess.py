@@ -1,15 +1,17 @@
-"""Image bytes → the normalised 3×224×224 tensor ResNet50 expects.
+"""Image bytes → the 224×224 RGB crop ResNet50 sees, as uint8 (height, width, 3).
 
 Matches torchvision's reference transforms for IMAGENET1K_V2 (resize the shorter
 side to 232 with antialiased bilinear, center-crop 224, ImageNet mean/std), after
-applying the EXIF orientation and converting any mode to RGB. The parity test
-(`tests/worker/test_preprocess.py`) states the tolerance.
+applying the EXIF orientation and converting any mode to RGB. Decoding, resizing
+and cropping happen here, in the job threads; the normalisation (mean/std, layout)
+is the engine's: OpenVINO's graph does it, the torch engine calls `normalise` on
+the batch. The parity test (`tests/worker/test_preprocess.py`) states the tolerance.
+No torch here: a worker on the OpenVINO engine never imports it.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps
 
 from shared.errors import BadImage
@@ -103,22 +105,29 @@ def center_box(width: int, height: int, crop: int = CROP_SIZE) -> tuple[int, int
 
 
 # Normalisation as one multiply-add per value: (x/255 - mean)/std = x*scale + shift.
-_SCALE = (1.0 / (255.0 * np.asarray(STD, dtype=np.float32))).reshape(3, 1, 1)
-_SHIFT = (-np.asarray(MEAN, dtype=np.float32) / np.asarray(STD, dtype=np.float32)).reshape(3, 1, 1)
+_SCALE = (1.0 / (255.0 * np.asarray(STD, dtype=np.float32))).reshape(1, 3, 1, 1)
+_SHIFT = (-np.asarray(MEAN, dtype=np.float32) / np.asarray(STD, dtype=np.float32)
+          ).reshape(1, 3, 1, 1)
+# The same in 8-bit terms, for engines that fold it into their graph:
+# (x - mean*255) / (std*255).
+MEAN_255 = tuple(m * 255.0 for m in MEAN)
+STD_255 = tuple(s * 255.0 for s in STD)
 
 
-def to_tensor(image: Image.Image) -> torch.Tensor:
-    """An RGB image → float32 3×224×224, resized, cropped and normalised.
-
-    Done in NumPy, not torch: job threads then never enter torch's thread pool,
-    whose spinning threads would compete with the model's (only the batch thread
-    runs torch)."""
+def crop(image: Image.Image) -> np.ndarray:
+    """An RGB image → uint8 224×224×3, resized and center-cropped."""
     resized = image.resize(resized_size(*image.size), Image.Resampling.BILINEAR)
-    cropped = resized.crop(center_box(*resized.size))
-    array = np.asarray(cropped, dtype=np.float32).transpose(2, 0, 1)
-    return torch.from_numpy(np.ascontiguousarray(array * _SCALE + _SHIFT, dtype=np.float32))
+    return np.asarray(resized.crop(center_box(*resized.size)), dtype=np.uint8)
+
+
+def normalise(batch: np.ndarray) -> np.ndarray:
+    """uint8 N×224×224×3 crops → float32 N×3×224×224, normalised as torchvision's
+    transforms do (in NumPy: the job threads never enter torch's thread pool)."""
+    planar = batch.transpose(0, 3, 1, 2).astype(np.float32)
+    return np.ascontiguousarray(planar * _SCALE + _SHIFT, dtype=np.float32)
 
 
 def preprocess(data: bytes, max_pixels: int, *, max_decode_bytes: int | None = None,
-               draft: bool = True) -> torch.Tensor:
-    return to_tensor(decode(data, max_pixels, max_decode_bytes=max_decode_bytes, draft=draft))
+               draft: bool = True) -> np.ndarray:
+    """Image bytes → the uint8 224×224×3 crop the model sees."""
+    return crop(decode(data, max_pixels, max_decode_bytes=max_decode_bytes, draft=draft))

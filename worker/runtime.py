@@ -7,7 +7,6 @@ import io
 import logging
 import threading
 
-import torch
 from PIL import Image
 
 from shared.capacity import usable_cores
@@ -15,11 +14,8 @@ from shared.settings import Settings
 from worker import metrics
 from worker.batching import Batcher, BatchRunner
 from worker.classifier import Classifier
-from worker.compiled import CompiledModelCache, file_digest
-from worker.model import RANDOM_SEED, LoadedModel, load_model
-from worker.precision import resolve_precision
+from worker.engine import Engine, load_engine
 from worker.preprocess import preprocess
-from worker.weights import WeightsSource, resolve_weights
 
 log = logging.getLogger(__name__)
 
@@ -28,52 +24,38 @@ _classifier: Classifier | None = None
 
 
 def torch_threads(settings: Settings) -> int:
-    """Model threads: the setting, else every core this worker may use."""
+    """Model threads (either engine's): the setting, else every core this worker may
+    use."""
     return settings.torch_threads or usable_cores()
 
 
-def weights_identity(source: WeightsSource) -> str:
-    return f"random-seed-{RANDOM_SEED}" if source.is_random else file_digest(source.path)
-
-
 def build_classifier(settings: Settings) -> Classifier:
-    torch.set_num_threads(torch_threads(settings))
-    source = resolve_weights(settings.model_weights, download=False)
-    precision = resolve_precision(settings.model_precision)
-    compiler = compiler_cache = None
-    if settings.model_compile:
-        compiler_cache = CompiledModelCache(settings.compile_cache_dir, weights_identity(source),
-                                            settings.batch_max_size)
-        compiler = compiler_cache.compiler(precision)
-    model = load_model(source, precision, compiler=compiler)
-    runner = batch_runner(model, settings)
+    threads = torch_threads(settings)
+    engine = load_engine(settings, threads)
+    runner = batch_runner(engine, settings, threads)
     # Warm up on the batch thread's own path: the first calls of a compiled model
     # with a new batch size are slow.
     runner.run([warm_up_image()] * settings.batch_max_size)
     runner.run([warm_up_image()])
     runner.on_batch = metrics.batch_ran  # counted from here: warm-up batches are not jobs
-    metrics.MODEL_LOAD.set(model.load_seconds)
-    metrics.MODEL_COMPILE.set(compiler_seconds(compiler_cache) if model.compiled else 0.0)
-    metrics.MODEL_INFO.labels(weights=model.weights_name, precision=model.precision,
-                              compiled=str(model.compiled).lower()).set(1)
+    metrics.MODEL_LOAD.set(engine.load_seconds)
+    metrics.MODEL_COMPILE.set(engine.compile_seconds if engine.compiled else 0.0)
+    metrics.MODEL_INFO.labels(engine=engine.name, weights=engine.weights_name,
+                              precision=engine.precision,
+                              compiled=str(engine.compiled).lower()).set(1)
     batcher = Batcher(runner, max_size=settings.batch_max_size,
                       max_wait_seconds=settings.batch_max_wait_ms / 1000)
-    log.info("runtime ready: %s, %d model threads, batches of up to %d",
-             "compiled" if model.compiled else "eager", torch.get_num_threads(),
-             settings.batch_max_size)
-    return Classifier(model, batcher, deadline_seconds=settings.worker_stall_seconds)
+    log.info("runtime ready: %s engine, %s, %s, %d model threads, batches of up to %d",
+             engine.name, engine.precision, "compiled" if engine.compiled else "eager",
+             threads, settings.batch_max_size)
+    return Classifier(engine, batcher, deadline_seconds=settings.worker_stall_seconds)
 
 
-def compiler_seconds(cache: CompiledModelCache | None) -> float:
-    return cache.compile_seconds if cache is not None else 0.0
-
-
-def batch_runner(model: LoadedModel, settings: Settings) -> BatchRunner:
+def batch_runner(engine: Engine, settings: Settings, threads: int) -> BatchRunner:
     """Decode with as many threads as the model has cores, then run the model."""
     pixels, decode_bytes = settings.max_image_pixels, settings.max_decode_bytes
     return BatchRunner(lambda data: preprocess(data, pixels, max_decode_bytes=decode_bytes),
-                       model.logits,
-                       threads=torch.get_num_threads())
+                       engine.infer, threads=threads)
 
 
 def warm_up_image() -> bytes:

@@ -11,6 +11,9 @@ from torch.hub import download_url_to_file, get_dir
 from torchvision.models import ResNet50_Weights
 
 IMAGENET = ResNet50_Weights.IMAGENET1K_V2
+# Random weights come from a fixed seed, so that every worker process (and every
+# model cache) agrees on them.
+RANDOM_SEED = 0
 
 
 class WeightsUnavailable(RuntimeError):
@@ -27,6 +30,13 @@ class WeightsSource:
     @property
     def is_random(self) -> bool:
         return self.path is None
+
+
+def weights_identity(source: WeightsSource) -> str:
+    """What model caches are keyed by: the weights file's SHA-256, or the seed."""
+    from worker.artefacts import file_digest
+
+    return f"random-seed-{RANDOM_SEED}" if source.is_random else file_digest(source.path)
 
 
 def imagenet_cache_path() -> Path:

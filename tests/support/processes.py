@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from contextlib import contextmanager
@@ -99,7 +100,7 @@ def running_processes() -> set[Process]:
 # precision, so that `MODEL_PRECISION=fp32 make test` (or `=bf16`) runs the whole
 # suite as on a CPU of another kind. Every other resq setting of the caller's
 # environment is dropped, so that a developer's own settings never leak in.
-FORCED_SETTINGS = ("MODEL_PRECISION",)
+FORCED_SETTINGS = ("MODEL_PRECISION", "MODEL_ENGINE")
 RESQ_SETTING_PREFIXES = ("REDIS_", "QUEUE_", "MODEL_", "MAX_", "WAIT_", "RESULT_", "WORKER_",
                          "TORCH_THREADS", "WEB_", "BATCH_", "COMPILE_", "METRICS_", "PROMETHEUS_",
                          "LOG_", "API_KEYS", "RATE_LIMIT", "FLOWER_", "URL_FETCH_")
@@ -112,6 +113,24 @@ def worker_precision() -> str:
     from worker.precision import resolve_precision
 
     return resolve_precision(Precision(os.environ.get("MODEL_PRECISION", "auto").lower()))
+
+
+def worker_engine() -> str:
+    """The engine a worker started by the suite runs: `MODEL_ENGINE` (passed through,
+    so a run can force one), and for `auto` whether OpenVINO loads here."""
+    setting = os.environ.get("MODEL_ENGINE", "auto").lower()
+    if setting != "auto":
+        return setting
+    try:
+        import openvino  # noqa: F401
+    except Exception:
+        return "torch"
+    return "openvino"
+
+
+# The suite's workers keep converted and compiled models here for the whole run
+# (the first worker converts, the others load), never in the user's own cache.
+MODEL_CACHE_DIR = Path(tempfile.gettempdir()) / f"resq-test-models-{os.getuid()}"
 
 
 def base_env(**overrides) -> dict:
@@ -158,6 +177,7 @@ def start_worker(redis_url: str, queue: str, log_path: Path, *, wait_ready: bool
     proc = Process([sys.executable, "-m", module, "--hostname", f"{node}@%h"],
                    base_env(**{"REDIS_URL": redis_url, "QUEUE_NAME": queue,
                                "MODEL_WEIGHTS": "random", "MODEL_COMPILE": "false",
+                               "COMPILE_CACHE_DIR": MODEL_CACHE_DIR,
                                "BATCH_MAX_SIZE": 4, "TORCH_THREADS": 1,
                                "WORKER_METRICS_PORT": free_port(),
                                "WORKER_READY_FILE": log_path.with_suffix(".ready"), **env}),

@@ -5,7 +5,7 @@ from torchvision.models import ResNet50_Weights
 
 from tests.support.http_server import serve
 from tests.support.images import jpeg, photo, png
-from tests.support.processes import worker_precision
+from tests.support.processes import worker_engine, worker_precision
 
 CATEGORIES = ResNet50_Weights.IMAGENET1K_V2.meta["categories"]
 
@@ -17,9 +17,11 @@ def assert_succeeded(job: dict, top_k: int = 5):
     scores = [p["score"] for p in predictions]
     assert scores == sorted(scores, reverse=True)
     assert all(CATEGORIES[p["class_id"]] == p["label"] for p in predictions)
-    # The session worker runs at whatever this CPU (or MODEL_PRECISION) resolves to.
+    # The session worker runs at whatever this CPU (or MODEL_PRECISION) resolves to,
+    # on whatever engine MODEL_ENGINE means here.
     assert job["result"]["model"] == {"name": "resnet50", "weights": "random",
-                                      "precision": worker_precision()}
+                                      "precision": worker_precision(),
+                                      "engine": worker_engine()}
     timing = job["result"]["timing_ms"]
     assert set(timing) == {"queued", "preprocess", "inference", "total"}
     assert timing["total"] >= timing["inference"] > 0

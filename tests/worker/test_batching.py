@@ -3,8 +3,8 @@ sizes it is called with); no mocks."""
 
 import threading
 
+import numpy as np
 import pytest
-import torch
 
 from worker.batching import Batcher, BatchRunner
 
@@ -17,12 +17,12 @@ class RecordingModel:
         self.gate = gate
         self.entered = threading.Event()
 
-    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
         self.entered.set()
         if self.gate is not None:
             self.gate.wait(10)
         self.sizes.append(batch.shape[0])
-        return batch.flatten(1).sum(dim=1, keepdim=True)
+        return batch.reshape(len(batch), -1).sum(axis=1)
 
 
 @pytest.fixture()
@@ -43,7 +43,7 @@ def test_one_input_alone_does_not_wait_for_company(make_batcher):
     model = RecordingModel()
     batcher = make_batcher(model, max_size=8, max_wait_seconds=30)
     with batcher.slot() as slot:
-        output = slot.submit(torch.ones(3)).result(timeout=5)
+        output = slot.submit(np.ones(3)).result(timeout=5)
     assert model.sizes == [1] and float(output.logits) == 3.0
     assert output.batch_size == 1
 
@@ -53,12 +53,12 @@ def test_inputs_that_arrive_while_the_model_is_busy_share_a_batch(make_batcher):
     model = RecordingModel(gate)
     batcher = make_batcher(model, max_size=4, max_wait_seconds=0.0)
     with batcher.slot() as first:
-        blocked = first.submit(torch.full((2,), 1.0))
+        blocked = first.submit(np.full((2,), 1.0))
     assert model.entered.wait(5)  # the first batch is in the model, held by the gate
     futures = []
     for value in range(2, 11):  # nine more arrive while the first batch is in the model
         with batcher.slot() as slot:
-            futures.append(slot.submit(torch.full((2,), float(value))))
+            futures.append(slot.submit(np.full((2,), float(value))))
     gate.set()
     results = [blocked.result(5)] + [future.result(5) for future in futures]
     assert model.sizes == [1, 4, 4, 1]
@@ -78,13 +78,13 @@ def test_a_batch_waits_for_announced_inputs_up_to_max_wait(make_batcher):
         with batcher.slot() as slot:
             announced.set()
             release.wait(10)  # still "decoding"
-            second_result.append(slot.submit(torch.ones(1)).result(5))
+            second_result.append(slot.submit(np.ones(1)).result(5))
 
     thread = threading.Thread(target=second_job)
     thread.start()
     announced.wait(5)
     with batcher.slot() as slot:
-        first = slot.submit(torch.ones(1))
+        first = slot.submit(np.ones(1))
     release.set()
     thread.join(10)
     assert first.result(5).batch_size == 2 and model.sizes == [2]
@@ -97,7 +97,7 @@ def test_an_input_that_fails_before_submitting_does_not_hold_the_batch(make_batc
         with batcher.slot():
             raise ValueError("undecodable")  # as a bad image does in preprocessing
     with batcher.slot() as slot:
-        assert slot.submit(torch.ones(1)).result(timeout=5).batch_size == 1
+        assert slot.submit(np.ones(1)).result(timeout=5).batch_size == 1
 
 
 def test_an_input_that_fails_to_decode_fails_alone(make_batcher):
@@ -111,10 +111,10 @@ def test_an_input_that_fails_to_decode_fails_alone(make_batcher):
 
     batcher = make_batcher(model, prepare=prepare, max_size=4, max_wait_seconds=0)
     with batcher.slot() as slot:
-        first = slot.submit(torch.ones(1))
+        first = slot.submit(np.ones(1))
     assert model.entered.wait(5)  # the first batch holds the model until the gate opens
     futures = []
-    for payload in (torch.ones(1), None, torch.full((1,), 2.0)):
+    for payload in (np.ones(1), None, np.full((1,), 2.0)):
         with batcher.slot() as slot:
             futures.append(slot.submit(payload))
     gate.set()
@@ -133,15 +133,15 @@ def test_a_model_error_fails_the_jobs_of_that_batch_only(make_batcher):
         calls.append(batch.shape[0])
         if len(calls) == 1:
             raise RuntimeError("out of memory")
-        return batch.flatten(1).sum(dim=1, keepdim=True)
+        return batch.reshape(len(batch), -1).sum(axis=1)
 
     batcher = make_batcher(flaky, max_size=4, max_wait_seconds=0)
     with batcher.slot() as slot:
-        failed = slot.submit(torch.ones(1))
+        failed = slot.submit(np.ones(1))
     with pytest.raises(RuntimeError, match="out of memory"):
         failed.result(5)
     with batcher.slot() as slot:
-        assert float(slot.submit(torch.ones(1)).result(5).logits) == 1.0
+        assert float(slot.submit(np.ones(1)).result(5).logits) == 1.0
 
 
 def test_an_input_submitted_alone_gets_a_batch_of_its_own(make_batcher):
@@ -149,12 +149,12 @@ def test_an_input_submitted_alone_gets_a_batch_of_its_own(make_batcher):
     model = RecordingModel(gate)
     batcher = make_batcher(model, max_size=8, max_wait_seconds=0)
     with batcher.slot() as slot:
-        first = slot.submit(torch.ones(1))
+        first = slot.submit(np.ones(1))
     assert model.entered.wait(5)  # the model is busy while the rest arrive
     futures = []
     for value, alone in ((1.0, False), (2.0, False), (3.0, True), (4.0, False), (5.0, False)):
         with batcher.slot() as slot:
-            futures.append(slot.submit(torch.full((1,), value), alone=alone))
+            futures.append(slot.submit(np.full((1,), value), alone=alone))
     gate.set()
     sizes = [future.result(5).batch_size for future in futures]
     assert first.result(5).batch_size == 1
@@ -169,7 +169,7 @@ def test_the_batcher_says_how_long_it_has_had_work_without_progress(make_batcher
     batcher = make_batcher(model, max_size=4, max_wait_seconds=0.0)
     assert batcher.stalled_seconds() == 0.0  # nothing to do is not a stall
     with batcher.slot() as slot:
-        future = slot.submit(torch.ones(2))
+        future = slot.submit(np.ones(2))
     assert model.entered.wait(5)
     from tests.support.processes import await_condition
 
@@ -188,7 +188,7 @@ def test_a_classify_call_past_its_deadline_fails_with_worker_stalled(make_batche
     classifier = Classifier(model=None, batcher=batcher, deadline_seconds=0.3)
     try:
         with pytest.raises(WorkerStalled) as stalled:
-            classifier.classify(torch.ones(2), top_k=1)
+            classifier.classify(np.ones(2), top_k=1)
         assert stalled.value.code == "worker_stalled" and "0.3 s" in stalled.value.message
     finally:
         gate.set()

@@ -6,10 +6,10 @@ import shutil
 import pytest
 import torch
 
-from tests.support.images import PHOTOS, encode, photo
+from tests.support.images import PHOTOS
+from tests.support.model_inputs import as_tensor, photo_crops
 from worker.compiled import CompiledModelCache, cache_key, digest_path, file_digest
 from worker.model import load_model
-from worker.preprocess import preprocess
 from worker.weights import WeightsSource
 
 pytestmark = pytest.mark.compile
@@ -35,8 +35,7 @@ def built_package(first_build):
 
 
 def test_compile_once_then_load_from_the_cache(first_build):
-    batch = torch.stack([preprocess(encode(photo(name).convert("RGB"), "JPEG"), 10**8)
-                         for name in PHOTOS[:3]])
+    batch = as_tensor(photo_crops(PHOTOS[:3]))
     eager = load_model(RANDOM, "fp32").logits(batch)
 
     first, built = first_build

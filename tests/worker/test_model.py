@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 from torchvision.models import ResNet50_Weights, resnet50
@@ -9,6 +10,7 @@ from worker.batching import Batcher, BatchRunner
 from worker.classifier import Classifier
 from worker.model import load_model
 from worker.preprocess import preprocess
+from worker.torch_engine import TorchEngine
 from worker.weights import WeightsSource, WeightsUnavailable, resolve_weights
 
 
@@ -19,9 +21,10 @@ def random_model():
 
 @pytest.fixture(scope="module")
 def classifier(random_model):
-    runner = BatchRunner(lambda data: preprocess(data, 10**8), random_model.logits, threads=1)
+    engine = TorchEngine(model=random_model, compile_seconds=0.0)
+    runner = BatchRunner(lambda data: preprocess(data, 10**8), engine.infer, threads=1)
     batcher = Batcher(runner, max_size=4, max_wait_seconds=0.01)
-    yield Classifier(random_model, batcher)
+    yield Classifier(engine, batcher)
     batcher.stop()
 
 
@@ -34,7 +37,8 @@ def test_state_dict_file_is_loaded(tmp_path):
     source = resolve_weights(str(path))
     model = load_model(source, "fp32")
     assert model.weights_name == "my-resnet50.pth"
-    assert model.info() == {"name": "resnet50", "weights": "my-resnet50.pth", "precision": "fp32"}
+    assert TorchEngine(model=model, compile_seconds=0.0).info() == {
+        "name": "resnet50", "weights": "my-resnet50.pth", "precision": "fp32", "engine": "torch"}
     assert torch.equal(model.module.fc.weight, reference.fc.weight)
     assert model.module.conv1.weight.is_contiguous(memory_format=torch.channels_last)
     assert not model.module.training
@@ -79,7 +83,7 @@ def test_classifier_returns_ordered_softmax_top_k(classifier):
 
 
 def test_scores_are_the_softmax_of_the_logits(classifier):
-    logits = torch.tensor([0.0] * 997 + [1.0, 2.0, 3.0])
+    logits = np.array([0.0] * 997 + [1.0, 2.0, 3.0], dtype=np.float32)
     top = classifier.top_k(logits, 3)
     denominator = 997 + math.e + math.e**2 + math.e**3
     assert [p["class_id"] for p in top] == [999, 998, 997]

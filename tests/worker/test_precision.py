@@ -4,17 +4,16 @@ keeps ImageNet accuracy."""
 
 import torch
 
-from tests.support.images import PHOTOS, encode, photo
+from tests.support.images import PHOTOS
+from tests.support.model_inputs import as_tensor, photo_crops
 from worker.model import load_model
-from worker.preprocess import preprocess
 from worker.weights import WeightsSource
 
 RANDOM = WeightsSource("random", None)
 
 
 def test_bf16_logits_match_fp32_on_real_photos():
-    batch = torch.stack([preprocess(encode(photo(name).convert("RGB"), "JPEG"), 10**8)
-                         for name in PHOTOS])
+    batch = as_tensor(photo_crops())
     fp32 = load_model(RANDOM, "fp32").logits(batch)
     bf16 = load_model(RANDOM, "bf16").logits(batch)
     assert bf16.dtype == torch.float32 and bf16.shape == fp32.shape == (len(PHOTOS), 1000)

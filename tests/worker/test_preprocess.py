@@ -15,6 +15,7 @@ from torchvision.models import ResNet50_Weights
 
 from shared.errors import BadImage
 from tests.support.images import PHOTOS, encode, photo
+from tests.support.model_inputs import as_tensor
 from worker.preprocess import STD, decode, preprocess
 
 REFERENCE = ResNet50_Weights.IMAGENET1K_V2.transforms()
@@ -42,12 +43,14 @@ def test_matches_torchvision_reference_on_real_photos(name, fmt, size):
         image = image.resize(size, Image.Resampling.BICUBIC)
     data = encode(image, fmt)
     reference = REFERENCE(Image.open(io.BytesIO(data)).convert("RGB"))
-    assert_within_tolerance(preprocess(data, LIMIT), reference)
+    crop = preprocess(data, LIMIT)
+    assert crop.dtype == np.uint8 and crop.shape == (224, 224, 3)
+    assert_within_tolerance(as_tensor(crop[None])[0], reference)
 
 
 def test_a_different_image_is_outside_the_tolerance():
     # The check can fail: two different photos are far apart.
-    a = preprocess(encode(photo("chelsea").convert("RGB"), "PNG"), LIMIT)
+    a = as_tensor(preprocess(encode(photo("chelsea").convert("RGB"), "PNG"), LIMIT)[None])[0]
     b = REFERENCE(photo("coffee").convert("RGB"))
     with pytest.raises(AssertionError):
         assert_within_tolerance(a, b)
@@ -94,7 +97,7 @@ def test_every_mode_becomes_rgb(mode):
     image, fmt = _modes()[mode]
     decoded = decode(encode(image, fmt), LIMIT)
     assert decoded.mode == "RGB" and decoded.size == image.size
-    assert preprocess(encode(image, fmt), LIMIT).shape == (3, 224, 224)
+    assert preprocess(encode(image, fmt), LIMIT).shape == (224, 224, 3)
 
 
 def test_sixteen_bit_grey_is_scaled_not_clipped():
