@@ -1,9 +1,12 @@
 """`python -m bench [--quick] [--out DIR]`: measure resq on this machine.
 
-In one run: the seed-style baseline and the pipeline ceiling in process, the
-worker's cold start without and with the compiled-model cache, and the real
-stack (redis-server, gunicorn, `python -m worker`) under 1, 4, 16 and 64
-concurrent clients submitting 1600x1200 JPEGs, plus 500x375 and 4000x3000.
+In one run, on the same machine: the seed-style baseline in process; then for each
+engine and precision (OpenVINO at auto, fp32 and int8; torch at auto) the worker's
+cold start without and with its model cache, the real stack (redis-server,
+gunicorn, `python -m worker`) under 1, 4, 16 and 64 concurrent clients submitting
+1600x1200 JPEGs (plus 500x375 and 4000x3000 for the default engine), the pipeline
+ceiling and the model alone in process, and the CPU a job costs outside decode and
+the model. `--quick` checks the default engine only.
 """
 
 from __future__ import annotations
@@ -17,14 +20,26 @@ import time
 import uuid
 from pathlib import Path
 
+import redis
 import requests
 
 from bench import inprocess, load, report, workload
+from bench.cpu import ServiceCpu
 from shared.capacity import usable_cores
-from shared.settings import Precision
+from shared.settings import ModelEngine, Precision, load_settings
 from tests.support.processes import await_condition, redis_server, start_gunicorn, start_worker
-from worker.precision import resolve_precision
+from worker.precision import cpu_flags
 from worker.weights import resolve_weights
+
+NOTABLE_FLAGS = frozenset({"avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16",
+                           "amx_int8", "amx_tile", "avx_vnni"})
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,10 +63,83 @@ def cold_start(web: str, redis_url: str, queue: str, logs: Path, env: dict, imag
     return worker, taken - started
 
 
+ENGINES = (("openvino", "auto"), ("torch", "auto"), ("openvino", "fp32"),
+           ("openvino", "int8"))
+DEFAULT = ("openvino", "auto")
+QUEUE = "bench"
+
+
+def measure_engine(name: str, setting: str, *, web: str, redis_url: str, work: Path,
+                   images: dict, env: dict, settings, sweep_levels, seconds: float,
+                   web_pid: int, redis_pid: int, sizes: bool) -> dict:
+    """One engine at one precision: cold starts (building its model, then from the
+    cache), end to end under each concurrency, the pipeline ceiling and the model
+    alone in process, and the CPU a job costs outside decode and the model."""
+    from worker.engine import load_engine
+    from worker.runtime import torch_threads
+
+    main_images = images["1600x1200"]
+    env = {**env, "MODEL_ENGINE": name, "MODEL_PRECISION": setting}
+    queue = QUEUE  # the web tier's: one worker at a time serves it
+    row: dict = {"engine": name, "precision_setting": setting}
+    if settings.model_compile:
+        print(f"[{name} {setting}] cold start, building its model ...", flush=True)
+        worker, row["cold_start_uncached_s"] = cold_start(web, redis_url, queue, work, env,
+                                                          main_images[0])
+        worker.stop()
+    print(f"[{name} {setting}] cold start with its cache ...", flush=True)
+    worker, row["cold_start_s"] = cold_start(web, redis_url, queue, work, env, main_images[0])
+    cpu = ServiceCpu(web_pid, redis_pid, worker.pid)
+    try:
+        sweep = []
+        for clients in sweep_levels:
+            print(f"[{name} {setting}] end to end, {clients} clients ...", flush=True)
+            before = cpu.seconds()
+            result = load.drive(web, main_images, clients, seconds, min_requests=2 * clients)
+            result["cpu_ms_per_job"] = (cpu.seconds() - before) * 1000 / max(1, result["requests"])
+            sweep.append(result)
+        row["sweep_1600x1200"] = sweep
+        if sizes:
+            for size in ("500x375", "4000x3000"):
+                print(f"[{name} {setting}] end to end, {size} ...", flush=True)
+                row[f"e2e_{size}"] = load.drive(web, images[size], sweep_levels[-1], seconds,
+                                                min_requests=sweep_levels[-1])
+    finally:
+        worker.stop()
+
+    print(f"[{name} {setting}] pipeline ceiling and model alone, in process ...", flush=True)
+    engine_settings = settings.model_copy(update={"model_engine": ModelEngine(name),
+                                                  "model_precision": Precision(setting)})
+    engine = load_engine(engine_settings, torch_threads(engine_settings))
+    max_batch = settings.batch_max_size
+    pipe = inprocess.pipeline(main_images, engine, max_batch, seconds)
+    model = inprocess.model_only(main_images, engine, max_batch, seconds)
+    best = max(sweep, key=lambda r: r["images_per_s"])
+    outside = best["cpu_ms_per_job"] - pipe["cpu_s_per_image"] * 1000
+    row.update({
+        "engine": engine.name, "precision": engine.precision,
+        "e2e_images_per_s": best["images_per_s"], "e2e_best_concurrency": best["concurrency"],
+        "pipeline_ceiling_images_per_s": pipe["images_per_s"],
+        "pipeline_latency_ms_1_image": pipe["latency_ms_1_image"],
+        "model_only_images_per_s": model,
+        "wait_p50_ms_1_client": sweep[0]["p50_ms"], "wait_p95_ms_1_client": sweep[0]["p95_ms"],
+        "wait_p99_ms_1_client": sweep[0]["p99_ms"],
+        "cpu_ms_per_job": best["cpu_ms_per_job"],
+        "decode_and_model_cpu_ms_per_image": pipe["cpu_s_per_image"] * 1000,
+        "cpu_outside_decode_and_model_share": max(0.0, outside) / best["cpu_ms_per_job"],
+        "e2e / pipeline ceiling": best["images_per_s"] / pipe["images_per_s"],
+        "e2e / model only": best["images_per_s"] / model,
+        "failures": sum(r["failures"] for r in sweep),
+    })
+    del engine
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true",
-                        help="a short run that checks the benchmark works (no compile)")
+                        help="a short run that checks the benchmark works (no compile cache, "
+                             "the default engine only)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
 
@@ -60,77 +148,62 @@ def main() -> None:
     sweep_levels = (1, 4) if quick else (1, 4, 16, 64)
     max_batch = int(os.environ.get("BATCH_MAX_SIZE", "8"))
     weights = os.environ.get("MODEL_WEIGHTS", "random")
-    precision = resolve_precision(Precision(os.environ.get("MODEL_PRECISION", "auto")))
     compile_model = not quick and os.environ.get("MODEL_COMPILE", "true").lower() != "false"
     source = resolve_weights(weights, download=False)
     work = Path(tempfile.mkdtemp(prefix="resq-bench-"))
     cache_dir = work / "compiled"
+    threads = os.environ.get("TORCH_THREADS", "0")
+    settings = load_settings(model_weights=weights, batch_max_size=max_batch,
+                             model_compile=compile_model, compile_cache_dir=cache_dir,
+                             torch_threads=int(threads))
     images = {size: workload.jpegs(size, 4 if quick else 8) for size in workload.SIZES}
-    main_images = images["1600x1200"]
-    env = {"MODEL_WEIGHTS": weights, "MODEL_PRECISION": precision, "BATCH_MAX_SIZE": max_batch,
+    env = {"MODEL_WEIGHTS": weights, "BATCH_MAX_SIZE": max_batch,
            "MODEL_COMPILE": str(compile_model).lower(), "COMPILE_CACHE_DIR": cache_dir,
-           "TORCH_THREADS": os.environ.get("TORCH_THREADS", "0")}
-    results: dict = {"precision": precision, "max_batch": max_batch, "compiled": compile_model,
+           "TORCH_THREADS": threads}
+    results: dict = {"max_batch": max_batch, "compiled": compile_model,
                      "weights": source.name, "quick": quick, "cores": usable_cores(),
-                     "machine": platform.processor() or platform.machine()}
+                     "machine": platform.processor() or platform.machine(),
+                     "cpu": cpu_model(), "cpu_flags": sorted(cpu_flags() & NOTABLE_FLAGS)}
     began = time.perf_counter()
 
-    print("seed baseline (fp32, eager, batch 1, full decode, one at a time) ...", flush=True)
-    results["seed_baseline_images_per_s"] = inprocess.seed_baseline(main_images, source, seconds)
+    print("seed baseline (torch fp32, eager, batch 1, full decode, one at a time) ...",
+          flush=True)
+    results["seed_baseline_images_per_s"] = inprocess.seed_baseline(
+        images["1600x1200"], source, seconds)
 
+    engines = {}
     with redis_server(work / "redis") as redis_url:
-        queue = "bench"
-        web_proc, web = start_gunicorn(redis_url, queue, work / "web.log",
+        web_proc, web = start_gunicorn(redis_url, QUEUE, work / "web.log",
                                        WEB_THREADS=64, WAIT_MAX_SECONDS=120)
+        redis_pid = redis.Redis.from_url(redis_url).info("server")["process_id"]
         try:
-            if compile_model:
-                print("cold start without the compiled-model cache ...", flush=True)
-                worker, results["cold_start_uncached_s"] = cold_start(
-                    web, redis_url, queue, work, env, main_images[0])
-                worker.stop()
-            print("cold start with the cache ...", flush=True)
-            worker, results["cold_start_s"] = cold_start(web, redis_url, queue, work, env,
-                                                         main_images[0])
-            try:
-                sweep = []
-                for clients in sweep_levels:
-                    print(f"end to end, {clients} clients ...", flush=True)
-                    sweep.append(load.drive(web, main_images, clients, seconds,
-                                            min_requests=2 * clients))
-                results["sweep_1600x1200"] = sweep
-                for size in ("500x375", "4000x3000"):
-                    print(f"end to end, {size}, {sweep_levels[-1]} clients ...", flush=True)
-                    row = load.drive(web, images[size], sweep_levels[-1], seconds,
-                                     min_requests=sweep_levels[-1])
-                    results[f"e2e_{size}"] = row
-            finally:
-                worker.stop()
+            for name, setting in ([DEFAULT] if quick else ENGINES):
+                engines[f"{name}-{setting}"] = measure_engine(
+                    name, setting, web=web, redis_url=redis_url, work=work, images=images,
+                    env=env, settings=settings, sweep_levels=sweep_levels, seconds=seconds,
+                    web_pid=web_proc.pid, redis_pid=redis_pid, sizes=(name, setting) == DEFAULT)
         finally:
             web_proc.stop()
 
-    print("pipeline ceiling (in process, same precision, batch and graph) ...", flush=True)
-    cache = inprocess.compile_cache_for(source, cache_dir, max_batch) if compile_model else None
-    pipeline = inprocess.pipeline(main_images, source, precision, max_batch, cache, seconds)
-    results["pipeline_ceiling_images_per_s"] = pipeline["images_per_s"]
-    results["pipeline_latency_ms_1_image"] = pipeline["latency_ms_1_image"]
-
-    best = max(sweep, key=lambda row: row["images_per_s"])
-    one = sweep[0]
-    results.update({
-        "e2e_images_per_s": best["images_per_s"],
-        "e2e_best_concurrency": best["concurrency"],
-        "wait_p50_ms_1_client": one["p50_ms"],
-        "wait_p95_ms_1_client": one["p95_ms"],
-        "wait_p99_ms_1_client": one["p99_ms"],
-        "failures": sum(row["failures"] for row in sweep),
-        "bench_seconds": time.perf_counter() - began,
-    })
+    default = engines["-".join(DEFAULT)]
+    # The default engine's figures also under the flat keys of earlier results.
+    for key in ("engine", "precision", "cold_start_s", "cold_start_uncached_s",
+                "sweep_1600x1200", "e2e_500x375", "e2e_4000x3000", "e2e_images_per_s",
+                "e2e_best_concurrency", "pipeline_ceiling_images_per_s",
+                "pipeline_latency_ms_1_image", "model_only_images_per_s",
+                "wait_p50_ms_1_client", "wait_p95_ms_1_client", "wait_p99_ms_1_client",
+                "failures"):
+        if key in default:
+            results[key] = default[key]
+    results["engines"] = engines
+    results["bench_seconds"] = time.perf_counter() - began
     results["ratios"] = report.ratios(results)
     args.out.mkdir(parents=True, exist_ok=True)
     report.write_json(results, args.out / "latest.json")
-    report.plot(sweep, results["pipeline_ceiling_images_per_s"],
+    report.plot(default["sweep_1600x1200"], default["pipeline_ceiling_images_per_s"],
                 results["seed_baseline_images_per_s"], args.out / "latest.png",
-                f"resq, 1600x1200 JPEGs, {precision}, batch {max_batch}, {results['cores']} cores")
+                f"resq, 1600x1200 JPEGs, {default['engine']} {default['precision']}, "
+                f"batch {max_batch}, {results['cores']} cores")
     shutil.rmtree(work, ignore_errors=True)
     print(f"wrote {args.out / 'latest.json'} and {args.out / 'latest.png'}")
     report.print_ratios(results)

@@ -1,63 +1,65 @@
-"""Measurements in one process, no queue and no HTTP: the seed-style baseline and
-the pipeline ceiling of resq's own decode, preprocessing and model."""
+"""Measurements in one process, no queue and no HTTP: the seed-style baseline, and
+for an engine the pipeline ceiling of resq's own decode, crop and model, and the
+model alone."""
 
 from __future__ import annotations
 
 import statistics
 import time
 
-import torch
+import numpy as np
 
-from worker.compiled import CompiledModelCache
-from worker.model import load_model
-from worker.preprocess import preprocess
-from worker.runtime import weights_identity
+from worker.preprocess import normalise, preprocess
 from worker.weights import WeightsSource
 
 
-def _images_per_second(run_one_round, images_per_round: int, seconds: float) -> float:
+def _images_per_second(run_one_round, images_per_round: int, seconds: float) -> dict:
+    """Rate of `run_one_round`, and this process's CPU seconds per image meanwhile."""
     run_one_round()  # warm-up
-    done, started = 0, time.perf_counter()
+    done, started, cpu = 0, time.perf_counter(), time.process_time()
     while time.perf_counter() - started < seconds:
         run_one_round()
         done += images_per_round
-    return done / (time.perf_counter() - started)
+    elapsed = time.perf_counter() - started
+    return {"images_per_s": done / elapsed, "cpu_s_per_image": (time.process_time() - cpu) / done}
 
 
 def seed_baseline(images: list[bytes], source: WeightsSource, seconds: float) -> float:
-    """fp32, eager, batch 1, full decode, one image at a time."""
+    """torch, fp32, eager, batch 1, full decode, one image at a time."""
+    import torch
+
+    from worker.model import load_model
+
     model = load_model(source, "fp32")
     limit = 10**9
 
     def one_round():
         for data in images:
-            model.logits(preprocess(data, limit, draft=False).unsqueeze(0))
+            model.logits(torch.from_numpy(normalise(preprocess(data, limit, draft=False)[None])))
 
-    return _images_per_second(one_round, len(images), seconds)
+    return _images_per_second(one_round, len(images), seconds)["images_per_s"]
 
 
-def pipeline(images: list[bytes], source: WeightsSource, precision: str, max_batch: int,
-             compile_cache: CompiledModelCache | None, seconds: float) -> dict:
-    """resq's decode + preprocessing + model (same precision, batch and compiled graph
-    as the service): images/s at full batches, and the latency of one image."""
-    compiler = compile_cache.compiler(precision) if compile_cache else None
-    model = load_model(source, precision, compiler=compiler)
+def pipeline(images: list[bytes], engine, max_batch: int, seconds: float) -> dict:
+    """resq's decode + crop + `engine` (same precision, batch and graph as the service)
+    at full batches: images/s, CPU per image, and the latency of one image."""
     limit = 10**9
     batch = (images * max_batch)[:max_batch]
 
     def one_batch():
-        model.logits(torch.stack([preprocess(data, limit) for data in batch]))
+        engine.infer(np.stack([preprocess(data, limit) for data in batch]))
 
-    ceiling = _images_per_second(one_batch, len(batch), seconds)
+    rate = _images_per_second(one_batch, len(batch), seconds)
     latencies = []
-    model.logits(preprocess(images[0], limit).unsqueeze(0))
+    engine.infer(preprocess(images[0], limit)[None])
     for data in (images * 4)[: max(5, len(images))]:
         started = time.perf_counter()
-        model.logits(preprocess(data, limit).unsqueeze(0))
+        engine.infer(preprocess(data, limit)[None])
         latencies.append((time.perf_counter() - started) * 1000)
-    return {"images_per_s": ceiling, "latency_ms_1_image": statistics.median(latencies),
-            "compiled": model.compiled}
+    return {**rate, "latency_ms_1_image": statistics.median(latencies)}
 
 
-def compile_cache_for(source: WeightsSource, directory, max_batch: int) -> CompiledModelCache:
-    return CompiledModelCache(directory, weights_identity(source), max_batch)
+def model_only(images: list[bytes], engine, max_batch: int, seconds: float) -> float:
+    """`engine` alone on one full batch of already cropped images."""
+    crops = np.stack([preprocess(data, 10**9) for data in (images * max_batch)[:max_batch]])
+    return _images_per_second(lambda: engine.infer(crops), len(crops), seconds)["images_per_s"]

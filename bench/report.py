@@ -40,17 +40,31 @@ def plot(sweep: list[dict], ceiling: float, baseline: float, path: Path, title: 
 
 
 def ratios(results: dict) -> dict:
+    """The figures the targets are stated in, each a ratio within this one run."""
     e2e = results["e2e_images_per_s"]
-    return {
+    out = {
         "e2e / seed baseline": e2e / results["seed_baseline_images_per_s"],
         "e2e / pipeline ceiling": e2e / results["pipeline_ceiling_images_per_s"],
         "wait p50 (1 client) - pipeline latency (ms)":
             results["wait_p50_ms_1_client"] - results["pipeline_latency_ms_1_image"],
     }
+    engines = results.get("engines", {})
+    torch_auto = engines.get("torch-auto")
+    for key, row in engines.items():
+        if torch_auto is not None and key != "torch-auto":
+            out[f"e2e {key} / e2e torch-auto"] = (row["e2e_images_per_s"]
+                                                  / torch_auto["e2e_images_per_s"])
+    for key, row in engines.items():
+        out[f"{key}: e2e / pipeline ceiling"] = row["e2e / pipeline ceiling"]
+        out[f"{key}: e2e / model only"] = row["e2e / model only"]
+        out[f"{key}: CPU share outside decode and model"] = \
+            row["cpu_outside_decode_and_model_share"]
+    return out
 
 
 def print_ratios(results: dict) -> None:
     mode = "compiled" if results["compiled"] else "eager"
-    print(f"\nresq benchmark ({results['precision']}, batches of {results['max_batch']}, {mode}):")
+    print(f"\nresq benchmark ({results['engine']} {results['precision']}, batches of "
+          f"{results['max_batch']}, {mode}; {results.get('cpu', '')}):")
     for name, value in ratios(results).items():
-        print(f"  {name:45s} {value:8.2f}")
+        print(f"  {name:55s} {value:8.2f}")

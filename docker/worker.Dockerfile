@@ -1,42 +1,52 @@
 # syntax=docker/dockerfile:1
-# The worker tier: Celery with ResNet50 on CPU-only torch wheels, with the
-# pretrained weights and the compiled model baked in at build time.
+# The worker tier: Celery with ResNet50 on OpenVINO. The build stage has torch (CPU
+# wheels) to convert the pretrained weights into OpenVINO's IR once; the final image
+# carries the IR and the OpenVINO runtime, and no torch at all.
 # Build from the repository root: docker build -f docker/worker.Dockerfile -t resq-worker .
+# `--build-arg MODEL_PRECISION=int8` bakes the int8 model too (calibrated on
+# worker/calibration/, or on CALIBRATION_DIR copied into the build context).
 
 FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-# A C++ compiler for AOTInductor's ahead-of-time compile (build stage only).
-RUN apt-get update && apt-get install -y --no-install-recommends g++ \
-    && rm -rf /var/lib/apt/lists/*
 RUN python -m venv /opt/venv
-COPY requirements/common.txt requirements/worker.txt /tmp/requirements/
-# CPU-only torch: no CUDA libraries in the image.
+COPY requirements/common.txt requirements/worker-runtime.txt requirements/worker.txt \
+     /tmp/requirements/
+# CPU-only torch: no CUDA libraries, and only in this stage.
 RUN /opt/venv/bin/pip install --index-url https://download.pytorch.org/whl/cpu \
         --extra-index-url https://pypi.org/simple -r /tmp/requirements/worker.txt
 WORKDIR /app
 COPY shared/ shared/
 COPY worker/ worker/
-# Bake the weights (IMAGENET1K_V2) and the compiled model into the image.
+# Bake the weights (IMAGENET1K_V2) and the converted model into the image.
+ARG MODEL_PRECISION=auto
 ENV TORCH_HOME=/opt/resq/torch COMPILE_CACHE_DIR=/opt/resq/compiled \
-    MODEL_WEIGHTS=imagenet WORKER_METRICS_PORT=0
+    MODEL_WEIGHTS=imagenet MODEL_ENGINE=openvino MODEL_PRECISION=$MODEL_PRECISION \
+    WORKER_METRICS_PORT=0
 RUN /opt/venv/bin/python -m worker.prepare
 
-FROM python:3.11-slim
+FROM python:3.11-slim AS runtime
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN python -m venv /opt/venv
+COPY requirements/common.txt requirements/worker-runtime.txt /tmp/requirements/
+RUN /opt/venv/bin/pip install -r /tmp/requirements/worker-runtime.txt
+
+FROM python:3.11-slim AS final
 RUN useradd --system --uid 10001 --gid 0 --home-dir /nonexistent --shell /usr/sbin/nologin resq
-COPY --from=build /opt/venv /opt/venv
+COPY --from=runtime /opt/venv /opt/venv
 COPY --from=build /opt/resq /opt/resq
 WORKDIR /app
 COPY shared/ shared/
 COPY worker/ worker/
-# Read-only root filesystem: the baked cache is read as is. A worker on a CPU of
-# another capability than the build machine's needs COMPILE_CACHE_DIR on a writable
-# volume to compile once, else it runs eager (with a warning in its log).
+# Read-only root filesystem: the baked IR is read as is, and OpenVINO compiles it for
+# this CPU at each start (about a second; COMPILE_CACHE_DIR on a writable volume
+# keeps its compiled blobs too). The weights stay for their digest, the IR's key.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     TORCH_HOME=/opt/resq/torch \
     COMPILE_CACHE_DIR=/opt/resq/compiled \
     MODEL_WEIGHTS=imagenet \
+    MODEL_ENGINE=openvino \
     HOME=/tmp
 USER 10001
 EXPOSE 9540

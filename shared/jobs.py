@@ -91,7 +91,8 @@ class ModelInfo(BaseModel):
     name: str = Field(examples=["resnet50"])
     weights: str = Field(description="`IMAGENET1K_V2`, `random`, or the state_dict file name.")
     precision: Literal["fp32", "bf16", "int8"]
-    engine: Literal["openvino", "torch"] = Field(description="What ran the model.")
+    # Results stored before engines existed were all torch's: they read as such.
+    engine: Literal["openvino", "torch"] = Field("torch", description="What ran the model.")
 
 
 class Timing(BaseModel):

@@ -28,7 +28,11 @@ def test_quick_benchmark_writes_json_and_plot(tmp_path):
     assert all(row["requests"] > 0 for row in results["sweep_1600x1200"])
     assert results["e2e_images_per_s"] > 0 and results["seed_baseline_images_per_s"] > 0
     assert results["precision"] in ("fp32", "bf16") and results["max_batch"] == 8
+    # Each engine's own figures under `engines` (here the default one only).
+    [default] = results["engines"].values()
+    assert default["engine"] == results["engine"] and default["model_only_images_per_s"] > 0
+    assert 0 <= default["cpu_outside_decode_and_model_share"] <= 1
     png = (tmp_path / "latest.png").read_bytes()
     assert png.startswith(b"\x89PNG")
     # the ratios are printed last
-    assert "e2e / pipeline ceiling" in done.stdout.strip().splitlines()[-2]
+    assert "CPU share outside decode and model" in done.stdout.strip().splitlines()[-1]

@@ -20,8 +20,10 @@ with `openvino.convert_model`, normalisation and layout folded into the graph
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -76,17 +78,27 @@ class IrCache:
 
     def load_or_build(self, key: str, build) -> Path:
         """The directory of a verified IR for `key`, building it with `build(dir)`
-        when there is none (or the one there no longer matches its digest)."""
+        when there is none (or the one there no longer matches its digest). Workers
+        starting together on one cache build it once: the others wait on a lock
+        and then load what the first built."""
         target = self.path_for(key)
         self.hit = target.is_dir() and self._verified(target)
         if self.hit:
             return target
-        started = time.perf_counter()
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o755)
         reason = untrusted_reason(self.directory)
         if reason:
             raise EngineUnavailable(f"the model cache is unsafe: {reason} (give the cache "
                                     "directory to this user alone)")
+        with open(self.directory / ".build.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self.hit = target.is_dir() and self._verified(target)  # built meanwhile?
+            if not self.hit:
+                self._build(target, build)
+        return target
+
+    def _build(self, target: Path, build) -> None:
+        started = time.perf_counter()
         partial = Path(tempfile.mkdtemp(dir=self.directory, prefix=".partial-"))
         try:
             build(partial)
@@ -96,7 +108,6 @@ class IrCache:
         finally:
             shutil.rmtree(partial, ignore_errors=True)
         self.build_seconds = time.perf_counter() - started
-        return target
 
     @staticmethod
     def _digests(directory: Path) -> str:
@@ -120,9 +131,15 @@ def convert(source, max_batch: int):
     """torchvision's ResNet50 with `source`'s weights → an OpenVINO model taking
     uint8 N×224×224×3 (RGB) and returning float32 N×1000 logits."""
     ov = _openvino()
-    import torch
+    try:
+        import torch
 
-    from worker.model import build_module
+        from worker.model import build_module
+    except ImportError as error:
+        raise EngineUnavailable(
+            f"this model is not converted yet, and converting it needs torch ({error}): "
+            "install requirements/worker.txt, or run `python -m worker.prepare` where it is "
+            "(the worker image does so at build time, for its MODEL_PRECISION)") from None
 
     module = build_module(source, "fp32").to(memory_format=torch.contiguous_format)
     with torch.inference_mode():
@@ -145,9 +162,17 @@ def with_preprocessing(model):
     return ppp.build()
 
 
-def blob_cache(directory: Path) -> Path:
-    """OpenVINO's own cache of compiled blobs, refused where others could write."""
-    directory.mkdir(parents=True, exist_ok=True, mode=0o755)
+def blob_cache(directory: Path) -> Path | None:
+    """OpenVINO's own cache of compiled blobs, refused where others could write;
+    None where this process cannot write it (a read-only image: compile each start)."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o755)
+    except OSError:
+        pass
+    if not directory.is_dir() or not os.access(directory, os.W_OK):
+        log.info("no writable compiled-blob cache at %s: OpenVINO compiles at each start",
+                 directory)
+        return None
     reason = untrusted_reason(directory)
     if reason:
         raise EngineUnavailable(f"the compiled-blob cache is unsafe: {reason}")
@@ -193,7 +218,6 @@ def load_openvino_engine(settings: Settings, precision: str, threads: int) -> Op
     identity = weights_identity(source)
     cache = IrCache(settings.compile_cache_dir / "openvino")
     max_batch = settings.batch_max_size
-    float_key = ir_key(identity, f"float-b{max_batch}", ov.__version__)
     if precision == "int8":
         from worker.calibration import CalibrationSet
 
@@ -203,14 +227,10 @@ def load_openvino_engine(settings: Settings, precision: str, threads: int) -> Op
         def build(directory: Path) -> None:
             from worker.calibration import quantize
 
-            model = ov.Core().read_model(cache.load_or_build(
-                float_key, lambda d: ov.save_model(convert(source, max_batch),
-                                                   d / "model.xml", compress_to_fp16=False))
-                / "model.xml")
-            ov.save_model(quantize(model, calibration), directory / "model.xml",
-                          compress_to_fp16=False)
+            ov.save_model(quantize(convert(source, max_batch), calibration),
+                          directory / "model.xml", compress_to_fp16=False)
     else:
-        key = float_key
+        key = ir_key(identity, f"float-b{max_batch}", ov.__version__)
 
         def build(directory: Path) -> None:
             ov.save_model(convert(source, max_batch), directory / "model.xml",
@@ -219,8 +239,9 @@ def load_openvino_engine(settings: Settings, precision: str, threads: int) -> Op
     try:
         ir = cache.load_or_build(key, build)
         core = ov.Core()
-        if settings.model_compile:
-            core.set_property({"CACHE_DIR": str(blob_cache(cache.directory / "blobs"))})
+        blobs = blob_cache(cache.directory / "blobs") if settings.model_compile else None
+        if blobs is not None:
+            core.set_property({"CACHE_DIR": str(blobs)})
         compile_started = time.perf_counter()
         compiled = core.compile_model(str(ir / "model.xml"), "CPU",
                                       compile_config(precision, threads))

@@ -1,8 +1,8 @@
 """`python -m worker.prepare`: what the worker image runs at build time. It downloads
-the weights into `TORCH_HOME` and builds the runtime once, which compiles the model
-into `COMPILE_CACHE_DIR`; a pod then starts without the network and, on a CPU of
-the same capability as the build machine, without compiling (elsewhere it compiles
-once at start, or runs eager if it cannot)."""
+the weights into `TORCH_HOME` and builds the runtime once, which converts the model
+for `MODEL_ENGINE` and `MODEL_PRECISION` into `COMPILE_CACHE_DIR` (OpenVINO's IR,
+int8 quantization included); a pod then starts without the network and without
+torch."""
 
 from __future__ import annotations
 

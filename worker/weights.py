@@ -1,5 +1,9 @@
 """Where the model's weights come from (`MODEL_WEIGHTS`), checked before the worker
-takes any job so that a missing file stops it with a message that says what to do."""
+takes any job so that a missing file stops it with a message that says what to do.
+
+No torch here (a worker on the OpenVINO engine never imports it): torchvision's
+URL and name for IMAGENET1K_V2 and torch.hub's cache layout are restated, and
+`tests/worker/test_model.py` checks them against torch's own."""
 
 from __future__ import annotations
 
@@ -7,10 +11,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from torch.hub import download_url_to_file, get_dir
-from torchvision.models import ResNet50_Weights
-
-IMAGENET = ResNet50_Weights.IMAGENET1K_V2
+IMAGENET_NAME = "IMAGENET1K_V2"
+IMAGENET_URL = "https://download.pytorch.org/models/resnet50-11ad3fa6.pth"
 # Random weights come from a fixed seed, so that every worker process (and every
 # model cache) agrees on them.
 RANDOM_SEED = 0
@@ -39,9 +41,16 @@ def weights_identity(source: WeightsSource) -> str:
     return f"random-seed-{RANDOM_SEED}" if source.is_random else file_digest(source.path)
 
 
+def hub_dir() -> Path:
+    """torch.hub's cache: `$TORCH_HOME/hub`, `TORCH_HOME` defaulting to
+    `$XDG_CACHE_HOME/torch` and that to `~/.cache/torch` (as `torch.hub.get_dir`)."""
+    cache = os.getenv("XDG_CACHE_HOME", "~/.cache")
+    return Path(os.path.expanduser(os.getenv("TORCH_HOME", os.path.join(cache, "torch")))) / "hub"
+
+
 def imagenet_cache_path() -> Path:
     """Where torchvision keeps IMAGENET1K_V2 (under `TORCH_HOME`)."""
-    return Path(get_dir()) / "checkpoints" / os.path.basename(IMAGENET.url)
+    return hub_dir() / "checkpoints" / os.path.basename(IMAGENET_URL)
 
 
 def resolve_weights(setting: str, *, download: bool = True) -> WeightsSource:
@@ -57,15 +66,17 @@ def resolve_weights(setting: str, *, download: bool = True) -> WeightsSource:
 
     target = imagenet_cache_path()
     if target.is_file():
-        return WeightsSource(name=IMAGENET.name, path=target)
+        return WeightsSource(name=IMAGENET_NAME, path=target)
     if download:
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
-            download_url_to_file(IMAGENET.url, str(target), progress=False)
+            from torch.hub import download_url_to_file
+
+            download_url_to_file(IMAGENET_URL, str(target), progress=False)
         except Exception as error:  # no network, proxy refused, disk full, ...
             target.unlink(missing_ok=True)
             raise WeightsUnavailable(_how_to_fix(target, error)) from None
-        return WeightsSource(name=IMAGENET.name, path=target)
+        return WeightsSource(name=IMAGENET_NAME, path=target)
     raise WeightsUnavailable(_how_to_fix(target, None))
 
 
@@ -75,7 +86,7 @@ def _how_to_fix(target: Path, error: Exception | None) -> str:
         f"the ResNet50 IMAGENET1K_V2 weights are not in {target}{reason}.\n"
         "Fix it in one of these ways:\n"
         f"  * run once with network access (they are downloaded to {target}),\n"
-        f"  * copy the file {os.path.basename(IMAGENET.url)} there, or set TORCH_HOME to a "
+        f"  * copy the file {os.path.basename(IMAGENET_URL)} there, or set TORCH_HOME to a "
         "folder whose hub/checkpoints/ holds it,\n"
         "  * set MODEL_WEIGHTS to the path of a ResNet50 state_dict file,\n"
         "  * or set MODEL_WEIGHTS=random for a demo with untrained weights."

@@ -57,13 +57,20 @@ def test_the_web_image_has_no_torch():
         assert not any(line.lower().startswith(("torch", "nvidia")) for line in pins)
 
 
-def test_the_worker_image_uses_cpu_wheels_and_bakes_weights_and_compiled_model():
+def test_the_worker_image_bakes_weights_and_model_and_carries_no_torch():
     build = stages(DOCKER / "worker.Dockerfile")["build"]
     assert "download.pytorch.org/whl/cpu" in build
     assert "python -m worker.prepare" in build and "MODEL_WEIGHTS=imagenet" in build
+    runtime = stages(DOCKER / "worker.Dockerfile")["runtime"]
+    assert "worker-runtime.txt" in runtime and "worker.txt " not in runtime
     final = stages(DOCKER / "worker.Dockerfile")["final"]
     assert "COPY --from=build /opt/resq /opt/resq" in final
+    assert "COPY --from=runtime /opt/venv /opt/venv" in final and "torch" not in final.split(
+        "ENV", 1)[0]
     assert "COMPILE_CACHE_DIR=/opt/resq/compiled" in final and "g++" not in final
+    pins = [line for line in (ROOT / "requirements" / "worker-runtime.txt").read_text()
+            .splitlines() if line and not line.startswith("#")]
+    assert not any(line.lower().startswith(("torch", "nvidia", "nncf")) for line in pins)
 
 
 def test_dockerignore_lets_in_only_what_the_images_copy():

@@ -148,3 +148,33 @@ def test_check_precision_tells_a_user_what_a_precision_costs(tmp_path):
                               str(tmp_path / "nowhere")], cwd=ROOT, capture_output=True,
                              text=True, env=base_env(), timeout=120)
     assert missing.returncode == 2 and "no such directory" in missing.stderr
+
+
+def test_a_worker_on_openvino_runs_without_torch(cache_dir, tmp_path):
+    """The runtime image carries no torch: with the model converted (the image build
+    does it), the worker's whole runtime loads and classifies with torch and
+    torchvision unimportable."""
+    import subprocess
+
+    from tests.support.images import encode, photo
+    from tests.support.processes import ROOT, base_env
+
+    openvino(cache_dir, "fp32")  # converted here, as the image build does
+    image = tmp_path / "photo.jpg"
+    image.write_bytes(encode(photo("chelsea").convert("RGB"), "JPEG"))
+    script = (
+        "import sys\n"
+        "sys.modules.update(torch=None, torchvision=None)  # import torch -> ImportError\n"
+        "from shared.settings import load_settings\n"
+        "from worker.runtime import build_classifier\n"
+        "classifier = build_classifier(load_settings())\n"
+        f"result = classifier.classify(open({str(image)!r}, 'rb').read(), top_k=3)\n"
+        "print(result['model'], len(result['predictions']))\n"
+        "assert not any(m.startswith('torch') and sys.modules[m] for m in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300,
+                          env=base_env(MODEL_ENGINE="openvino", MODEL_PRECISION="fp32",
+                                       MODEL_WEIGHTS="random", COMPILE_CACHE_DIR=cache_dir,
+                                       BATCH_MAX_SIZE=4, PYTHONPATH=ROOT))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "'engine': 'openvino'" in done.stdout and done.stdout.strip().endswith(" 3")

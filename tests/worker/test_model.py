@@ -88,3 +88,20 @@ def test_scores_are_the_softmax_of_the_logits(classifier):
     denominator = 997 + math.e + math.e**2 + math.e**3
     assert [p["class_id"] for p in top] == [999, 998, 997]
     assert top[0]["score"] == pytest.approx(math.e**3 / denominator)
+
+
+def test_weights_constants_are_torchvisions_and_torch_hubs(tmp_path, monkeypatch):
+    # worker.weights restates them so that the OpenVINO path never imports torch.
+    import torch.hub
+
+    from worker.weights import IMAGENET_NAME, IMAGENET_URL, hub_dir
+
+    weights = ResNet50_Weights.IMAGENET1K_V2
+    assert (IMAGENET_NAME, IMAGENET_URL) == (weights.name, weights.url)
+    for env in ({"TORCH_HOME": str(tmp_path / "th")}, {"XDG_CACHE_HOME": str(tmp_path / "x")},
+                {}):
+        monkeypatch.delenv("TORCH_HOME", raising=False)
+        monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        assert str(hub_dir()) == torch.hub.get_dir()
