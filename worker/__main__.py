@@ -37,7 +37,7 @@ def main(argv: list[str]) -> int:
         f"--concurrency={settings.jobs_in_flight}",
         "--pool=threads",
         f"--queues={settings.queue_name}",
-        "--task-events",
+        *(["--task-events"] if settings.task_events else []),
         *argv,
     ])
     return 0
