@@ -37,6 +37,17 @@ def untrusted_reason(path: Path) -> str | None:
     return None
 
 
+def first_untrusted(paths) -> str | None:
+    """The reason the first of `paths` that exists may have been written by someone
+    else (see `untrusted_reason`), or None."""
+    for path in paths:
+        if path.exists():
+            reason = untrusted_reason(path)
+            if reason:
+                return reason
+    return None
+
+
 def recorded_digest_matches(package: Path) -> bool:
     recorded = digest_path(package)
     if not recorded.is_file():

@@ -29,7 +29,7 @@ DEFAULT_DIR = Path(__file__).with_name("calibration")
 SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 SAMPLES = 300
 SEED = 0
-MAX_PIXELS = 40_000_000
+MAX_PIXELS = 40_000_000  # images read from a folder (calibration, check-precision)
 
 
 class CalibrationError(ValueError):

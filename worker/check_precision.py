@@ -18,10 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from shared.settings import Precision, SettingsError, load_settings
-from worker.calibration import SUFFIXES
+from worker.calibration import MAX_PIXELS, SUFFIXES
 from worker.preprocess import preprocess
-
-MAX_PIXELS = 40_000_000
 
 
 def load_crops(directory: Path) -> tuple[list[str], np.ndarray]:
@@ -39,15 +37,24 @@ def logits_of(engine, crops: np.ndarray, batch: int) -> np.ndarray:
     return np.concatenate([engine.infer(crops[i:i + batch]) for i in range(0, len(crops), batch)])
 
 
+def cosines(reference: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """Cosine similarity of each image's logits (rows of two N×1000 arrays)."""
+    return (reference * other).sum(1) / (np.linalg.norm(reference, axis=1)
+                                         * np.linalg.norm(other, axis=1))
+
+
+def top5_overlap(reference: np.ndarray, other: np.ndarray) -> float:
+    """Mean share of each image's five likeliest classes the two arrays agree on."""
+    return float(np.mean([len(set(np.argsort(-a)[:5]) & set(np.argsort(-b)[:5])) / 5
+                          for a, b in zip(reference, other, strict=True)]))
+
+
 def compare(reference: np.ndarray, other: np.ndarray) -> dict:
-    """Agreement of two N×1000 logit arrays, per image and overall."""
-    cosine = (reference * other).sum(1) / (np.linalg.norm(reference, axis=1)
-                                           * np.linalg.norm(other, axis=1))
-    top5 = [len(set(np.argsort(-a)[:5]) & set(np.argsort(-b)[:5])) / 5
-            for a, b in zip(reference, other, strict=True)]
+    """Agreement of two N×1000 logit arrays, over all images."""
+    cosine = cosines(reference, other)
     return {"images": len(reference),
             "top1_agreement": float(np.mean(reference.argmax(1) == other.argmax(1))),
-            "top5_overlap": float(np.mean(top5)),
+            "top5_overlap": top5_overlap(reference, other),
             "cosine_mean": float(cosine.mean()), "cosine_min": float(cosine.min())}
 
 

@@ -30,8 +30,8 @@ import torch
 from worker.artefacts import (
     digest_path,
     file_digest,
+    first_untrusted,
     recorded_digest_matches,
-    untrusted_reason,
     write_atomically,
 )
 
@@ -116,9 +116,4 @@ class CompiledModelCache:
 
     @staticmethod
     def _untrusted(package: Path) -> str | None:
-        for path in (package.parent, package, digest_path(package)):
-            if path.exists():
-                reason = untrusted_reason(path)
-                if reason:
-                    return reason
-        return None
+        return first_untrusted((package.parent, package, digest_path(package)))

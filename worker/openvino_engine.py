@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from shared.settings import Settings
-from worker.artefacts import file_digest, untrusted_reason, write_atomically
+from worker.artefacts import file_digest, first_untrusted, untrusted_reason, write_atomically
 from worker.engine import EngineUnavailable, model_info
 from worker.labels import IMAGENET_CLASSES
 from worker.precision import BF16_FLAGS, cpu_flags
@@ -114,12 +114,12 @@ class IrCache:
         return "".join(f"{file_digest(directory / name)}  {name}\n" for name in IR_FILES)
 
     def _verified(self, target: Path) -> bool:
-        for path in (self.directory, target, *(target / n for n in (*IR_FILES, "digest"))):
-            if not path.exists():
-                return False
-            reason = untrusted_reason(path)
-            if reason:
-                raise EngineUnavailable(f"not loading the cached model: {reason}")
+        paths = (self.directory, target, *(target / n for n in (*IR_FILES, "digest")))
+        if not all(path.exists() for path in paths):
+            return False
+        reason = first_untrusted(paths)
+        if reason:
+            raise EngineUnavailable(f"not loading the cached model: {reason}")
         if (target / "digest").read_text() != self._digests(target):
             log.warning("the cached model at %s does not match the digest recorded when it "
                         "was saved; converting it again", target)

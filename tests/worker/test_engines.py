@@ -13,6 +13,8 @@ import pytest
 from shared.settings import ModelEngine, load_settings
 from tests.support.images import PHOTOS
 from tests.support.model_inputs import as_tensor, photo_crops
+from worker.check_precision import cosines as cosine
+from worker.check_precision import top5_overlap
 from worker.engine import EngineUnavailable, load_engine
 from worker.labels import IMAGENET_CLASSES
 from worker.model import load_model
@@ -21,15 +23,6 @@ from worker.weights import WeightsSource
 pytestmark = pytest.mark.compile
 
 FLOORS = {"fp32": 0.999, "bf16": 0.99, "int8": 0.98}
-
-
-def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
-
-
-def top5_overlap(a: np.ndarray, b: np.ndarray) -> float:
-    tops = [(set(np.argsort(-x)[:5]), set(np.argsort(-y)[:5])) for x, y in zip(a, b, strict=True)]
-    return float(np.mean([len(x & y) / 5 for x, y in tops]))
 
 
 @pytest.fixture(scope="module")
