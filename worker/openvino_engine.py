@@ -209,6 +209,18 @@ def compile_config(precision: str, threads: int, flags: frozenset[str] | None = 
             "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY"}
 
 
+def compile_for_cpu(core, xml: Path, precision: str, threads: int):
+    """The model compiled for this CPU. bf16 asked of a CPU without native bf16 (where
+    OpenVINO may refuse it) runs fp32 instead, with a warning."""
+    try:
+        return core.compile_model(str(xml), "CPU", compile_config(precision, threads))
+    except Exception as error:
+        if precision != "bf16":
+            raise
+        log.warning("OpenVINO cannot run bf16 on this CPU (%s); running fp32", error)
+        return core.compile_model(str(xml), "CPU", compile_config("fp32", threads))
+
+
 def load_openvino_engine(settings: Settings, precision: str, threads: int) -> OpenVinoEngine:
     ov = _openvino()
     from worker.weights import resolve_weights, weights_identity
@@ -243,13 +255,15 @@ def load_openvino_engine(settings: Settings, precision: str, threads: int) -> Op
         if blobs is not None:
             core.set_property({"CACHE_DIR": str(blobs)})
         compile_started = time.perf_counter()
-        compiled = core.compile_model(str(ir / "model.xml"), "CPU",
-                                      compile_config(precision, threads))
+        compiled = compile_for_cpu(core, ir / "model.xml", precision, threads)
     except EngineUnavailable:
         raise
     except Exception as error:  # the CPU plugin refuses this machine, a broken install
         raise EngineUnavailable(f"OpenVINO failed to load the model: {error}") from error
     compile_seconds = time.perf_counter() - compile_started
+    if precision != "int8":  # what runs, as OpenVINO reports it, not what was asked
+        hint = str(compiled.get_property("INFERENCE_PRECISION_HINT")).lower()
+        precision = "bf16" if ("bf16" in hint or "bfloat16" in hint) else "fp32"
     seconds = time.perf_counter() - started
     log.info("model loaded in %.2f s (OpenVINO %s, %s, IR %s, compiled in %.2f s)", seconds,
              ov.__version__, precision, "cached" if cache.hit else "built", compile_seconds)

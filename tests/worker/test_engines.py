@@ -60,7 +60,13 @@ def test_labels_are_torchvisions():
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "int8"])
 def test_openvino_keeps_close_to_torch_fp32(precision, crops, reference, cache_dir):
     engine = openvino(cache_dir, precision)
-    assert (engine.name, engine.precision) == ("openvino", precision)
+    # bf16 runs as bf16 where the CPU has it natively; elsewhere OpenVINO may run it as
+    # fp32, and the engine says which (asked of the code, never assumed).
+    from worker.openvino_engine import native_float_hint
+
+    native = precision != "bf16" or native_float_hint() == "bf16"
+    assert engine.name == "openvino"
+    assert engine.precision == precision if native else engine.precision in ("bf16", "fp32")
     logits = engine.infer(crops)
     assert logits.dtype == np.float32 and logits.shape == (len(PHOTOS), 1000)
     similarity = cosine(reference, logits)
@@ -68,17 +74,22 @@ def test_openvino_keeps_close_to_torch_fp32(precision, crops, reference, cache_d
     print(f"\nOpenVINO {precision} vs torch fp32: cosine per photo "
           f"{[round(float(c), 5) for c in similarity]}, top-5 overlap {overlap:.2f}, "
           f"top-1 agreement {np.mean(reference.argmax(1) == logits.argmax(1)):.2f}")
-    assert (similarity >= FLOORS[precision]).all()
+    assert (similarity >= FLOORS[engine.precision]).all()
     # One batch size or another, the same numbers (a dynamic batch dimension).
     one = engine.infer(crops[:1])
     assert cosine(one, logits[:1])[0] > 0.9999
 
 
-def test_a_warm_start_loads_the_cached_model(crops, cache_dir):
-    first = openvino(cache_dir, "fp32")
-    second = openvino(cache_dir, "fp32")
-    print(f"\nload: {first.load_seconds:.2f} s, then {second.load_seconds:.2f} s from the cache")
-    assert second.load_seconds < first.load_seconds or first.load_seconds < 1.0
+def test_a_warm_start_loads_the_cached_model(crops, tmp_path):
+    def cached_files():
+        return {p: p.stat().st_mtime_ns for p in (tmp_path / "openvino").rglob("resnet50-*/*")}
+
+    first = openvino(tmp_path, "fp32")
+    built = cached_files()
+    second = openvino(tmp_path, "fp32")
+    print(f"\nload: {first.load_seconds:.2f} s converting, then {second.load_seconds:.2f} s "
+          "from the cache")
+    assert built and cached_files() == built  # loaded as it was, nothing converted again
     np.testing.assert_allclose(first.infer(crops), second.infer(crops), rtol=1e-5, atol=1e-5)
 
 
