@@ -134,6 +134,10 @@ class Settings(BaseSettings):
     """Longest a batch waits for more images after its first, while more are being
     decoded; a batch runs at once when nothing more is on its way."""
 
+    batch_overlap: bool = True
+    """Decode the next batch while the model runs the current one (the model on a
+    thread of its own); false: one phase at a time."""
+
     # --- limits -----------------------------------------------------------------
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024, le=512 * 1024 * 1024)
     """Largest accepted request body or fetched URL body, in bytes (larger: 413)."""

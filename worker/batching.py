@@ -1,9 +1,12 @@
 """Gathers the images of many jobs into batches, and runs each batch in two phases:
 decode all its images (in parallel across the cores), then one forward pass.
 
-The phases never overlap, so the model's threads never compete with decoding for a
-core: on a few cores, a preempted model thread stalls every other one at the next
-barrier (see the README's performance notes for what this measured).
+With `overlap` (the service's default), the model runs on a thread of its own and
+the next batch is decoded while the current one is in the model: a pipeline two
+batches deep, which fills the gaps the job threads' Celery and Redis work leave in
+each phase (see the README's performance notes for what it measured). Without it
+the phases take turns, so the model's threads never compete with decoding for a
+core.
 
 Each job thread takes a `slot` as soon as it starts, so the batcher knows how many
 images are on their way. A batch runs as soon as it is full, or when nothing more
@@ -13,9 +16,10 @@ under load the next batch fills while the current one is in the model.
 An image may come with a `BatchWatch`: told just before its batch is decoded and
 just after the batch is done. The job runner counts a job's unfinished batches
 with it, so that when a worker dies only the jobs of the batch it was running are
-charged with the crash. An image submitted `alone` (a job charged before) gets a
-batch of its own, so a poison input is the only job charged with the crashes it
-causes.
+charged with the crash (with overlap, the jobs of the batch being decoded too). An
+image submitted `alone` (a job charged before) gets a batch of its own, run with no
+other batch in flight, so a poison input is the only job charged with the crashes
+it causes.
 
 The batcher also says whether it is making progress (`stalled_seconds`): how long
 it has had work without finishing any, which a worker's liveness probe reads.
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import math
+import queue
 import threading
 import time
 from collections import deque
@@ -47,7 +52,15 @@ class BatchOutput:
     batch_size: int
     preprocess_seconds: float
     inference_seconds: float
-    waited_seconds: float
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A batch after its first phase: each payload's array or exception, and how
+    long decoding them took."""
+
+    items: list
+    seconds: float
 
 
 class BatchRunner:
@@ -69,15 +82,24 @@ class BatchRunner:
         except Exception as error:
             return error
 
-    def run(self, payloads: list, waited: list[float] | None = None) -> list:
+    def run(self, payloads: list) -> list:
         """A `BatchOutput` or an exception for each payload, in order."""
+        return self.infer_decoded(self.decode(payloads))
+
+    def decode(self, payloads: list) -> Decoded:
+        """The first phase: every payload prepared, or its exception."""
         started = time.perf_counter()
         prepared = list(self.pool.map(self._prepare_one, payloads))
+        return Decoded(prepared, time.perf_counter() - started)
+
+    def infer_decoded(self, decoded: Decoded) -> list:
+        """The second phase: one forward pass over the payloads that decoded."""
+        prepared = decoded.items
         good = [i for i, item in enumerate(prepared) if not isinstance(item, Exception)]
-        decoded = time.perf_counter()
         results: list = list(prepared)
         if not good:
             return results
+        started = time.perf_counter()
         try:
             logits = self.infer(np.stack([prepared[i] for i in good]))
         except Exception as error:  # the model failed: every image of this batch fails
@@ -85,14 +107,13 @@ class BatchRunner:
             for i in good:
                 results[i] = error
             return results
-        finished = time.perf_counter()
+        inference = time.perf_counter() - started
         if self.on_batch is not None:
-            self.on_batch(len(good), decoded - started, finished - decoded)
+            self.on_batch(len(good), decoded.seconds, inference)
         for row, i in enumerate(good):
             results[i] = BatchOutput(
                 logits=logits[row], batch_size=len(good),
-                preprocess_seconds=decoded - started, inference_seconds=finished - decoded,
-                waited_seconds=waited[i] if waited else 0.0)
+                preprocess_seconds=decoded.seconds, inference_seconds=inference)
         return results
 
     def close(self) -> None:
@@ -128,20 +149,29 @@ class Slot:
 
 class Batcher:
     def __init__(self, runner: BatchRunner, *, max_size: int, max_wait_seconds: float,
-                 name: str = "batcher"):
+                 overlap: bool = False, name: str = "batcher"):
         self.runner = runner
         self.max_size = max_size
         self.max_wait = max_wait_seconds
+        self.overlap = overlap
         self._cond = threading.Condition()
         self._queue: deque[_Pending] = deque()
         self._announced = 0
         self._stopping = False
-        # When the batch in the runner began (None between batches), and when the
-        # last batch ended: what `stalled_seconds` reads.
-        self._running_since: float | None = None
+        # When each phase's current batch began ("decode", "model"; absent between
+        # batches), and when the last batch ended: what `stalled_seconds` reads.
+        self._busy_since: dict[str, float] = {}
         self._last_progress = time.perf_counter()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=self._run, name=name, daemon=True)]
+        # With overlap, the decoded batch the model's thread takes next, and how many
+        # batches it has been handed and not finished.
+        self._handoff: queue.Queue = queue.Queue(maxsize=1)
+        self._handed = 0
+        if overlap:
+            self._threads.append(threading.Thread(target=self._run_model,
+                                                  name=f"{name}-model", daemon=True))
+        for thread in self._threads:
+            thread.start()
 
     @contextmanager
     def slot(self):
@@ -164,10 +194,10 @@ class Batcher:
         has ended (it does only when stopped)."""
         now = time.perf_counter()
         with self._cond:
-            if not self._thread.is_alive():
+            if not all(thread.is_alive() for thread in self._threads):
                 return 0.0 if self._stopping else math.inf
-            if self._running_since is not None:
-                return now - self._running_since
+            if self._busy_since:
+                return now - min(self._busy_since.values())
             if self._queue:
                 return now - max(self._queue[0].queued, self._last_progress)
             return 0.0
@@ -183,7 +213,8 @@ class Batcher:
         with self._cond:
             self._stopping = True
             self._cond.notify()
-        self._thread.join(5)
+        for thread in self._threads:
+            thread.join(5)
         self.runner.close()
 
     def _next_batch(self) -> list[_Pending] | None:
@@ -228,29 +259,79 @@ class Batcher:
             except Exception:  # the job stays charged: it only errs on the safe side
                 log.exception("could not record the end of a batch")
 
+    def _busy(self, phase: str, busy: bool) -> None:
+        with self._cond:
+            if busy:
+                self._busy_since[phase] = time.perf_counter()
+            else:
+                self._busy_since.pop(phase, None)
+                if phase == "model":
+                    self._last_progress = time.perf_counter()
+
     def _run(self) -> None:
+        """The batcher's thread: gathers each batch and decodes it; then runs the
+        model too, or (with overlap) hands the batch to the model's thread."""
+        try:
+            while True:
+                batch = self._next_batch()
+                if batch is None:
+                    return
+                pipelined = self.overlap and not batch[0].alone
+                if self.overlap and not pipelined:
+                    # A job charged with a crash runs with nothing else in flight, so
+                    # the crashes it causes charge no other job.
+                    with self._cond:
+                        self._cond.wait_for(lambda: self._handed == 0)
+                batch = self._started(batch)
+                if not batch:
+                    continue
+                self._busy("decode", True)
+                try:
+                    decoded = self.runner.decode([item.payload for item in batch])
+                except BaseException as error:  # never leave a job waiting forever
+                    decoded = error
+                finally:
+                    self._busy("decode", False)
+                if pipelined:
+                    # Handed over once the model's thread takes it (its previous batch
+                    # done): then gather the next, so one batch at most waits decoded.
+                    with self._cond:
+                        self._handed += 1
+                    self._handoff.put((batch, decoded))
+                    self._handoff.join()
+                else:
+                    self._infer(batch, decoded)
+        finally:
+            if self.overlap:
+                self._handoff.put(None)  # the model's thread ends after what is queued
+
+    def _run_model(self) -> None:
         while True:
-            batch = self._next_batch()
-            if batch is None:
+            handed = self._handoff.get()
+            self._handoff.task_done()
+            if handed is None:
                 return
-            batch = self._started(batch)
-            if not batch:
-                continue
-            now = time.perf_counter()
-            with self._cond:
-                self._running_since = now
             try:
-                outputs = self.runner.run([item.payload for item in batch],
-                                          [now - item.queued for item in batch])
-            except BaseException as error:  # never leave a job waiting forever
-                outputs = [error] * len(batch)
+                self._infer(*handed)
             finally:
                 with self._cond:
-                    self._running_since = None
-                    self._last_progress = time.perf_counter()
-            self._ended(batch)
-            for item, output in zip(batch, outputs, strict=True):
-                if isinstance(output, BaseException):
-                    item.future.set_exception(output)
-                else:
-                    item.future.set_result(output)
+                    self._handed -= 1
+                    self._cond.notify_all()
+
+    def _infer(self, batch: list[_Pending], decoded: Decoded | BaseException) -> None:
+        """The model phase of one batch, then each image's outcome to its future."""
+        self._busy("model", True)
+        try:
+            if isinstance(decoded, BaseException):
+                raise decoded
+            outputs = self.runner.infer_decoded(decoded)
+        except BaseException as error:  # never leave a job waiting forever
+            outputs = [error] * len(batch)
+        finally:
+            self._busy("model", False)
+        self._ended(batch)
+        for item, output in zip(batch, outputs, strict=True):
+            if isinstance(output, BaseException):
+                item.future.set_exception(output)
+            else:
+                item.future.set_result(output)

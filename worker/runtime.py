@@ -43,11 +43,13 @@ def build_classifier(settings: Settings) -> Classifier:
     metrics.MODEL_INFO.labels(engine=engine.name, weights=engine.weights_name,
                               precision=engine.precision,
                               compiled=str(engine.compiled).lower()).set(1)
+    overlap = settings.batch_overlap
     batcher = Batcher(runner, max_size=settings.batch_max_size,
-                      max_wait_seconds=settings.batch_max_wait_ms / 1000)
-    log.info("runtime ready: %s engine, %s, %s, %d model threads, batches of up to %d",
-             engine.name, engine.precision, "compiled" if engine.compiled else "eager",
-             threads, settings.batch_max_size)
+                      max_wait_seconds=settings.batch_max_wait_ms / 1000, overlap=overlap)
+    log.info("runtime ready: %s engine, %s, %s, %d model threads, batches of up to %d, "
+             "decoding %s", engine.name, engine.precision,
+             "compiled" if engine.compiled else "eager", threads, settings.batch_max_size,
+             "beside the model" if overlap else "between batches")
     return Classifier(engine, batcher, deadline_seconds=settings.worker_stall_seconds)
 
 

@@ -1,7 +1,10 @@
 """The batcher with a tiny real model stand-in (a function that records the batch
-sizes it is called with); no mocks."""
+sizes it is called with); no mocks. Each test runs with the phases one at a time
+and with decoding overlapped with the model (`BATCH_OVERLAP`): the batches and
+guarantees are the same."""
 
 import threading
+from contextlib import ExitStack
 
 import numpy as np
 import pytest
@@ -25,12 +28,13 @@ class RecordingModel:
         return batch.reshape(len(batch), -1).sum(axis=1)
 
 
-@pytest.fixture()
-def make_batcher():
+@pytest.fixture(params=[False, True], ids=["phases", "overlap"])
+def make_batcher(request):
     made = []
 
     def make(model, prepare=lambda payload: payload, **kwargs):
-        batcher = Batcher(BatchRunner(prepare, model, threads=2), **kwargs)
+        batcher = Batcher(BatchRunner(prepare, model, threads=2), overlap=request.param,
+                          **kwargs)
         made.append(batcher)
         return batcher
 
@@ -48,17 +52,24 @@ def test_one_input_alone_does_not_wait_for_company(make_batcher):
     assert output.batch_size == 1
 
 
+def submit_together(batcher, payloads, alone=()) -> list:
+    """Announce every payload first, then hand each over: as job threads that all
+    took their message while the model was busy."""
+    with ExitStack() as stack:
+        slots = [stack.enter_context(batcher.slot()) for _ in payloads]
+        return [slot.submit(payload, alone=i in alone)
+                for i, (slot, payload) in enumerate(zip(slots, payloads, strict=True))]
+
+
 def test_inputs_that_arrive_while_the_model_is_busy_share_a_batch(make_batcher):
     gate = threading.Event()
     model = RecordingModel(gate)
-    batcher = make_batcher(model, max_size=4, max_wait_seconds=0.0)
+    batcher = make_batcher(model, max_size=4, max_wait_seconds=30)
     with batcher.slot() as first:
         blocked = first.submit(np.full((2,), 1.0))
     assert model.entered.wait(5)  # the first batch is in the model, held by the gate
-    futures = []
-    for value in range(2, 11):  # nine more arrive while the first batch is in the model
-        with batcher.slot() as slot:
-            futures.append(slot.submit(np.full((2,), float(value))))
+    # Nine more arrive while the first batch is in the model.
+    futures = submit_together(batcher, [np.full((2,), float(v)) for v in range(2, 11)])
     gate.set()
     results = [blocked.result(5)] + [future.result(5) for future in futures]
     assert model.sizes == [1, 4, 4, 1]
@@ -109,14 +120,11 @@ def test_an_input_that_fails_to_decode_fails_alone(make_batcher):
             raise ValueError("undecodable")
         return payload
 
-    batcher = make_batcher(model, prepare=prepare, max_size=4, max_wait_seconds=0)
+    batcher = make_batcher(model, prepare=prepare, max_size=4, max_wait_seconds=30)
     with batcher.slot() as slot:
         first = slot.submit(np.ones(1))
     assert model.entered.wait(5)  # the first batch holds the model until the gate opens
-    futures = []
-    for payload in (np.ones(1), None, np.full((1,), 2.0)):
-        with batcher.slot() as slot:
-            futures.append(slot.submit(payload))
+    futures = submit_together(batcher, [np.ones(1), None, np.full((1,), 2.0)])
     gate.set()
     assert first.result(5).batch_size == 1
     good, bad, other = futures
@@ -147,14 +155,12 @@ def test_a_model_error_fails_the_jobs_of_that_batch_only(make_batcher):
 def test_an_input_submitted_alone_gets_a_batch_of_its_own(make_batcher):
     gate = threading.Event()
     model = RecordingModel(gate)
-    batcher = make_batcher(model, max_size=8, max_wait_seconds=0)
+    batcher = make_batcher(model, max_size=8, max_wait_seconds=30)
     with batcher.slot() as slot:
         first = slot.submit(np.ones(1))
     assert model.entered.wait(5)  # the model is busy while the rest arrive
-    futures = []
-    for value, alone in ((1.0, False), (2.0, False), (3.0, True), (4.0, False), (5.0, False)):
-        with batcher.slot() as slot:
-            futures.append(slot.submit(np.full((1,), value), alone=alone))
+    futures = submit_together(batcher, [np.full((1,), v) for v in (1.0, 2.0, 3.0, 4.0, 5.0)],
+                              alone={2})
     gate.set()
     sizes = [future.result(5).batch_size for future in futures]
     assert first.result(5).batch_size == 1
@@ -192,3 +198,98 @@ def test_a_classify_call_past_its_deadline_fails_with_worker_stalled(make_batche
         assert stalled.value.code == "worker_stalled" and "0.3 s" in stalled.value.message
     finally:
         gate.set()
+
+
+class Timeline:
+    """A decoder and a gated model that write down what happened, in order."""
+
+    def __init__(self):
+        self.events: list[str] = []
+        self.gate = threading.Event()
+        self.lock = threading.Lock()
+
+    def note(self, event: str) -> None:
+        with self.lock:
+            self.events.append(event)
+
+    def prepare(self, payload):
+        self.note(f"decode {int(payload[0])}")
+        return payload
+
+    def model(self, batch):
+        first = int(batch[0][0])
+        self.note(f"model {first} begins")
+        if first == 1:
+            self.gate.wait(10)
+        self.note(f"model {first} ends")
+        return batch.reshape(len(batch), -1).sum(axis=1)
+
+
+def test_with_overlap_the_next_batch_is_decoded_while_the_model_runs():
+    from tests.support.processes import await_condition
+
+    timeline = Timeline()
+    batcher = Batcher(BatchRunner(timeline.prepare, timeline.model, threads=2),
+                      max_size=4, max_wait_seconds=0, overlap=True)
+    try:
+        with batcher.slot() as slot:
+            first = slot.submit(np.full((1,), 1.0))
+        await_condition(lambda: "model 1 begins" in timeline.events, 5, "the first batch")
+        with batcher.slot() as slot:
+            second = slot.submit(np.full((1,), 2.0))
+        await_condition(lambda: "decode 2" in timeline.events, 5,
+                        "the second batch decoded while the first is in the model")
+        assert batcher.stalled_seconds() > 0  # the oldest batch, in the model, counts
+        timeline.gate.set()
+        assert (float(first.result(5).logits), float(second.result(5).logits)) == (1.0, 2.0)
+    finally:
+        timeline.gate.set()
+        batcher.stop()
+    assert timeline.events == ["decode 1", "model 1 begins", "decode 2", "model 1 ends",
+                               "model 2 begins", "model 2 ends"]
+
+
+def test_without_overlap_a_batch_is_decoded_only_after_the_model_is_done():
+    from tests.support.processes import await_condition
+
+    timeline = Timeline()
+    batcher = Batcher(BatchRunner(timeline.prepare, timeline.model, threads=2),
+                      max_size=4, max_wait_seconds=0, overlap=False)
+    try:
+        with batcher.slot() as slot:
+            first = slot.submit(np.full((1,), 1.0))
+        await_condition(lambda: "model 1 begins" in timeline.events, 5, "the first batch")
+        with batcher.slot() as slot:
+            second = slot.submit(np.full((1,), 2.0))
+        timeline.gate.set()
+        assert (float(first.result(5).logits), float(second.result(5).logits)) == (1.0, 2.0)
+    finally:
+        timeline.gate.set()
+        batcher.stop()
+    assert timeline.events == ["decode 1", "model 1 begins", "model 1 ends", "decode 2",
+                               "model 2 begins", "model 2 ends"]
+
+
+def test_with_overlap_an_input_submitted_alone_runs_with_nothing_else_in_flight():
+    """A job charged with a crash runs alone: with overlap too, no other batch is
+    decoded or in the model meanwhile, so its crashes charge no other job."""
+    from tests.support.processes import await_condition
+
+    timeline = Timeline()
+    batcher = Batcher(BatchRunner(timeline.prepare, timeline.model, threads=2),
+                      max_size=4, max_wait_seconds=0, overlap=True)
+    try:
+        with batcher.slot() as slot:
+            first = slot.submit(np.full((1,), 1.0))
+        await_condition(lambda: "model 1 begins" in timeline.events, 5, "the first batch")
+        alone, after = submit_together(batcher, [np.full((1,), 2.0), np.full((1,), 3.0)],
+                                       alone={0})
+        await_condition(lambda: len(batcher._queue) == 1, 5, "the batcher to take the lone job")
+        timeline.gate.set()
+        assert [float(f.result(5).logits) for f in (first, alone, after)] == [1.0, 2.0, 3.0]
+    finally:
+        timeline.gate.set()
+        batcher.stop()
+    assert timeline.events == ["decode 1", "model 1 begins", "model 1 ends", "decode 2",
+                               "model 2 begins", "model 2 ends", "decode 3", "model 3 begins",
+                               "model 3 ends"]
