@@ -74,10 +74,6 @@ class JobRecords:
     def load_image(self, job_id: str) -> bytes | None:
         return self.client.get(IMAGE_PREFIX + job_id)
 
-    def crashes(self, job_id: str) -> int:
-        """Batches the job went into that never ended: its worker died in them."""
-        return int(self.client.hget(RECORD_PREFIX + job_id, "crashes") or 0)
-
     def batch_started(self, job_id: str) -> None:
         """Charge the job with a crash until `batch_ended` takes it back."""
         self._add_crashes(job_id, 1)

@@ -75,14 +75,16 @@ return 1
 """
 
 _START = """
--- KEYS: record; ARGV: worker, now. Returns the job's status before the call
--- ('' for an unknown job); only a queued or started job is (re)marked started.
+-- KEYS: record, image; ARGV: worker, now. Returns the job's status before the call
+-- ('' for an unknown job); only a queued or started job is (re)marked started, and
+-- for it also its crash count and its image (false once expired): one round trip.
 local status = redis.call('HGET', KEYS[1], 'status')
-if not status then return '' end
+if not status then return {''} end
 if status == 'queued' or status == 'started' then
   redis.call('HSET', KEYS[1], 'status', 'started', 'worker', ARGV[1], 'started_at', ARGV[2])
+  return {status, redis.call('HGET', KEYS[1], 'crashes') or '0', redis.call('GET', KEYS[2])}
 end
-return status
+return {status}
 """
 
 _FINISH = """
@@ -129,6 +131,16 @@ class Start(Enum):
     RUN = "run"
     TERMINAL = "terminal"  # finished, failed or cancelled already: drop the message
     UNKNOWN = "unknown"  # no record (expired, or its enqueue failed): drop it
+
+
+@dataclass(frozen=True)
+class Started:
+    """What `JobStore.start` found: whether to run the job and, when it is to run,
+    its image (None once expired) and the crashes it has been charged with."""
+
+    decision: Start
+    image: bytes | None = None
+    crashes: int = 0
 
 
 @dataclass(frozen=True)
@@ -200,8 +212,12 @@ class JobStore:
                             retry_after=RETRY_AFTER_QUEUE_FULL)
 
     def _send(self, record: JobRecord) -> None:
+        # ignore_result: the job's end is read from its record, never from Celery's
+        # result backend, so the web tier does not subscribe to a result channel per
+        # job (a SUBSCRIBE and an UNSUBSCRIBE each, seen in Redis's MONITOR).
         self.celery.send_task(CLASSIFY_TASK, task_id=record.id, queue=self.queue,
-                              kwargs={"top_k": record.top_k, "created_at": record.created_at})
+                              kwargs={"top_k": record.top_k, "created_at": record.created_at},
+                              ignore_result=True)
 
     def _discard(self, job_id: str) -> None:
         """Undo a create whose message was never sent (best effort: Redis may be the
@@ -221,14 +237,15 @@ class JobStore:
         return self.records.get(job_id)
 
     # --- transitions ----------------------------------------------------------------
-    def start(self, job_id: str, worker: str) -> Start:
-        before = self._start(keys=[RECORD_PREFIX + job_id], args=[worker, repr(time.time())])
-        before = before.decode() if isinstance(before, bytes) else before
+    def start(self, job_id: str, worker: str) -> Started:
+        found = self._start(keys=[RECORD_PREFIX + job_id, IMAGE_PREFIX + job_id],
+                            args=[worker, repr(time.time())])
+        before = found[0].decode() if isinstance(found[0], bytes) else found[0]
         if not before:
-            return Start.UNKNOWN
+            return Started(Start.UNKNOWN)
         if JobStatus(before).is_terminal():
-            return Start.TERMINAL
-        return Start.RUN
+            return Started(Start.TERMINAL)
+        return Started(Start.RUN, image=found[2] or None, crashes=int(found[1]))
 
     def finish(self, job_id: str, *, result: dict | None = None,
                error: ResqError | None = None) -> bool:

@@ -115,12 +115,12 @@ class JobService:
             raise JobNotFound()
         return job_view(record)
 
-    def wait(self, job_id: str, seconds: float, owner: str = "") -> Job:
-        """The job once it is finished, or as it is after `seconds`."""
-        job = self.get(job_id, owner)
+    def wait(self, job: Job, seconds: float, owner: str = "") -> Job:
+        """`job` (as just read or created for `owner`) once it is finished, or as it
+        is after `seconds`."""
         if seconds <= 0 or job.status.is_terminal():
             return job
-        job = self._wait(job_id, seconds, owner)
+        job = self._wait(job.id, seconds, owner)
         metrics.wait_ended(job.status.is_terminal())
         return job
 

@@ -1,5 +1,6 @@
-"""What the classify task does, as a plain class the task delegates to: load the
-image, check the job's crash count, classify it in a batch and add the timings.
+"""What the classify task does, as a plain class the task delegates to: given the
+job's image and crash count (read when the job was started), check the count,
+classify the image in a batch and add the timings.
 It changes no job state: the task ends the job through the job store."""
 
 from __future__ import annotations
@@ -35,13 +36,13 @@ class JobRunner:
         self.classifier = classifier
         self.max_attempts = max_attempts
 
-    def run(self, job_id: str, top_k: int, created_at: float) -> dict:
+    def run(self, job_id: str, top_k: int, created_at: float, *, image: bytes | None,
+            crashes: int) -> dict:
         taken = time.time()
         metrics.QUEUE_WAIT.observe(max(0.0, taken - created_at))
-        data = self.records.load_image(job_id)
-        if data is None:
+        if image is None:
             raise BadImage("the job's image has expired or was removed before it ran")
-        crashes = self.records.crashes(job_id)
+        data = image
         if crashes >= self.max_attempts:
             log.error("job %s: its worker died in each of its %d attempts; failing it",
                       job_id, crashes)

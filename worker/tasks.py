@@ -1,5 +1,5 @@
 """The worker's task, thin: the job store says whether the job's message is to run
-(`shared.job_store.Start`), `JobRunner` runs it, and the store ends the job with
+(`shared.job_store.Start`, with its image and crash count), `JobRunner` runs it, and the store ends the job with
 its result or error. The task itself never fails: every outcome is the job's, and
 the message is acknowledged once the job's end is stored."""
 
@@ -34,7 +34,8 @@ def register_tasks(app: Celery, settings, store: JobStore, worker_id: str) -> No
     @app.task(name=CLASSIFY_TASK, bind=True, ignore_result=True)
     def classify(self, top_k: int, created_at: float) -> None:
         job_id = self.request.id
-        decision = store.start(job_id, worker=worker_id)
+        started = store.start(job_id, worker=worker_id)
+        decision = started.decision
         if decision is not Start.RUN:
             # Terminal already (finished, failed, cancelled) or unknown: a redelivered
             # or duplicated message, acknowledged and dropped without running.
@@ -45,7 +46,8 @@ def register_tasks(app: Celery, settings, store: JobStore, worker_id: str) -> No
         runner = JobRunner(store.records, load_runtime(settings),
                            max_attempts=settings.job_max_attempts)
         try:
-            result = runner.run(job_id, top_k, created_at)
+            result = runner.run(job_id, top_k, created_at, image=started.image,
+                                crashes=started.crashes)
         except Exception as error:
             failure = public_error(error, job_id)
             outcome, ended = failure.code, store.finish(job_id, error=failure)

@@ -53,7 +53,7 @@ def _await(jobs: list[Job], seconds: float) -> tuple[list[Job], float | None]:
             metrics.wait_declined()
             return jobs, None
         deadline = time.monotonic() + seconds
-        return [_service().wait(job.id, max(0.0, deadline - time.monotonic()), g.owner)
+        return [_service().wait(job, max(0.0, deadline - time.monotonic()), g.owner)
                 for job in jobs], seconds
 
 
