@@ -112,7 +112,8 @@ def measure_engine(name: str, setting: str, *, web: str, redis_url: str, work: P
                                                   "model_precision": Precision(setting)})
     engine = load_engine(engine_settings, torch_threads(engine_settings))
     max_batch = settings.batch_max_size
-    pipe = inprocess.pipeline(main_images, engine, max_batch, seconds)
+    pipe = inprocess.pipeline(main_images, engine, engine_settings,
+                              torch_threads(engine_settings), seconds)
     model = inprocess.model_only(main_images, engine, max_batch, seconds)
     best = max(sweep, key=lambda r: r["images_per_s"])
     outside = best["cpu_ms_per_job"] - pipe["cpu_s_per_image"] * 1000

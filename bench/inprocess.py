@@ -1,10 +1,13 @@
 """Measurements in one process, no queue and no HTTP: the seed-style baseline, and
-for an engine the pipeline ceiling of resq's own decode, crop and model, and the
-model alone."""
+for an engine the pipeline ceiling of resq's own decode, crop and model (the
+worker's batcher, fed by as many job threads as a worker holds jobs), and the model
+alone."""
 
 from __future__ import annotations
 
+import itertools
 import statistics
+import threading
 import time
 
 import numpy as np
@@ -40,22 +43,52 @@ def seed_baseline(images: list[bytes], source: WeightsSource, seconds: float) ->
     return _images_per_second(one_round, len(images), seconds)["images_per_s"]
 
 
-def pipeline(images: list[bytes], engine, max_batch: int, seconds: float) -> dict:
-    """resq's decode + crop + `engine` (same precision, batch and graph as the service)
-    at full batches: images/s, CPU per image, and the latency of one image."""
-    limit = 10**9
-    batch = (images * max_batch)[:max_batch]
+def pipeline(images: list[bytes], engine, settings, threads: int, seconds: float) -> dict:
+    """resq's decode + crop + `engine` as a worker runs them (its batch runner and
+    batcher, overlap included, `settings.jobs_in_flight` job threads each handing it
+    one image after another): images/s, CPU per image, and the latency of one image."""
+    from worker.batching import Batcher
+    from worker.runtime import batch_runner
 
-    def one_batch():
-        engine.infer(np.stack([preprocess(data, limit) for data in batch]))
+    batcher = Batcher(batch_runner(engine, settings, threads),
+                      max_size=settings.batch_max_size,
+                      max_wait_seconds=settings.batch_max_wait_ms / 1000,
+                      overlap=settings.batch_overlap)
+    try:
+        def classify(data: bytes) -> None:
+            with batcher.slot() as slot:
+                future = slot.submit(data)
+            future.result(timeout=120)
 
-    rate = _images_per_second(one_batch, len(batch), seconds)
-    latencies = []
-    engine.infer(preprocess(images[0], limit)[None])
-    for data in (images * 4)[: max(5, len(images))]:
-        started = time.perf_counter()
-        engine.infer(preprocess(data, limit)[None])
-        latencies.append((time.perf_counter() - started) * 1000)
+        def one_round() -> None:
+            jobs = itertools.cycle(images)
+            lock = threading.Lock()
+            left = [settings.jobs_in_flight * 4]
+
+            def job_thread() -> None:
+                while True:
+                    with lock:
+                        if left[0] == 0:
+                            return
+                        left[0] -= 1
+                        data = next(jobs)
+                    classify(data)
+
+            workers = [threading.Thread(target=job_thread)
+                       for _ in range(settings.jobs_in_flight)]
+            for thread in workers:
+                thread.start()
+            for thread in workers:
+                thread.join()
+
+        rate = _images_per_second(one_round, settings.jobs_in_flight * 4, seconds)
+        latencies = []
+        for data in (images * 4)[: max(5, len(images))]:
+            started = time.perf_counter()
+            classify(data)
+            latencies.append((time.perf_counter() - started) * 1000)
+    finally:
+        batcher.stop()
     return {**rate, "latency_ms_1_image": statistics.median(latencies)}
 
 
