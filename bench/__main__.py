@@ -23,7 +23,7 @@ from pathlib import Path
 import redis
 import requests
 
-from bench import inprocess, load, report, workload
+from bench import inprocess, lanes, load, report, workload
 from bench.cpu import ServiceCpu
 from shared.capacity import usable_cores
 from shared.settings import ModelEngine, Precision, load_settings
@@ -136,6 +136,29 @@ def measure_engine(name: str, setting: str, *, web: str, redis_url: str, work: P
     return row
 
 
+def measure_lanes(web: str, redis_url: str, work: Path, images: dict, env: dict,
+                  quick: bool) -> dict:
+    """The default engine's worker behind a backlog: waits through the interactive
+    lane, then the CPU an expired job costs it (`bench.lanes`)."""
+    name, setting = DEFAULT
+    worker = start_worker(redis_url, QUEUE, work / "lanes-worker.log",
+                          **{**env, "MODEL_ENGINE": name, "MODEL_PRECISION": setting})
+    try:
+        print(f"[lanes] {50 if quick else 1000} batch jobs queued, then a wait a second ...",
+              flush=True)
+        waits = lanes.interactive_under_backlog(web, images["1600x1200"],
+                                                50 if quick else 1000, 3 if quick else 20,
+                                                redis_url, QUEUE)
+        await_condition(lambda: requests.get(f"{web}/scaling", timeout=5).json()["open"] == 0,
+                        600, "the backlog to drain")
+        print(f"[lanes] {50 if quick else 1000} jobs past their deadline ...", flush=True)
+        expired = lanes.expired_cost(web, images["500x375"][0], 50 if quick else 1000,
+                                     redis_url, QUEUE, worker.pid, worker.node)
+    finally:
+        worker.stop()
+    return {"interactive_under_backlog": waits, "expired": expired}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true",
@@ -183,6 +206,7 @@ def main() -> None:
                     name, setting, web=web, redis_url=redis_url, work=work, images=images,
                     env=env, settings=settings, sweep_levels=sweep_levels, seconds=seconds,
                     web_pid=web_proc.pid, redis_pid=redis_pid, sizes=(name, setting) == DEFAULT)
+            results["lanes"] = measure_lanes(web, redis_url, work, images, env, quick)
         finally:
             web_proc.stop()
 

@@ -59,6 +59,13 @@ def ratios(results: dict) -> dict:
         out[f"{key}: e2e / model only"] = row["e2e / model only"]
         out[f"{key}: CPU share outside decode and model"] = \
             row["cpu_outside_decode_and_model_share"]
+    lanes = results.get("lanes")
+    if lanes:
+        one_batch_ms = results["max_batch"] / results["pipeline_ceiling_images_per_s"] * 1000
+        waits = lanes["interactive_under_backlog"]
+        out["interactive wait p95 behind a backlog - one batch's pipeline latency (ms)"] = (
+            waits["p95_ms"] - one_batch_ms)
+        out["worker CPU per expired job (ms)"] = lanes["expired"]["worker_cpu_ms_per_expired_job"]
     return out
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from celery import Celery
 from kombu import Queue
 
+from shared.lanes import served_lists
 from shared.settings import Settings
 
 CLASSIFY_TASK = "resq.classify"
@@ -51,8 +52,9 @@ def make_celery(settings: Settings, *, store_retries: int = 2) -> Celery:
         # their heartbeats to Flower either way.
         worker_send_task_events=settings.task_events,
         task_send_sent_event=settings.task_events,
-        # One explicit queue; a typo in a queue name fails instead of creating one.
-        task_queues=[Queue(settings.queue_name, routing_key=settings.queue_name)],
+        # The queue's two lanes, explicit; a typo in a queue name fails instead of
+        # creating one. Workers pop them in this order (`queue_order_strategy`).
+        task_queues=[Queue(name, routing_key=name) for name in served_lists(settings.queue_name)],
         task_default_queue=settings.queue_name,
         task_default_routing_key=settings.queue_name,
         task_create_missing_queues=False,
@@ -67,6 +69,8 @@ def make_celery(settings: Settings, *, store_retries: int = 2) -> Celery:
             "visibility_timeout": settings.visibility_timeout_seconds,
             "unacked_restore_interval": 1,
             "unacked_restore_throttle": 1,
+            # The interactive lane first, always (`shared.lanes`), not round robin.
+            "queue_order_strategy": "priority",
         },
         redis_socket_timeout=REDIS_SOCKET_TIMEOUT,
         redis_socket_connect_timeout=REDIS_SOCKET_TIMEOUT,

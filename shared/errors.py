@@ -125,6 +125,22 @@ class QueueFull(ServiceUnavailable):
     default_message = "too many jobs are waiting; retry later"
 
 
+class QuotaExceeded(RateLimited):
+    """One API key (or one address, without keys) holds its `QUEUE_MAX_PER_KEY`
+    queued jobs; other keys still get in."""
+
+    code = "quota_exceeded"
+    default_message = "this key has as many jobs queued as it may; retry once some have started"
+
+
+class JobExpired(ResqError):
+    """A failed job's error when it was not started by its deadline: it never ran."""
+
+    status_code = 410
+    code = "expired"
+    default_message = "the job was not started by its deadline; it never ran"
+
+
 class JobCancelled(ResqError):
     """A failed job's error when it was cancelled before it ran."""
 

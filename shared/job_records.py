@@ -35,6 +35,9 @@ class JobRecord:
     webhook: str = ""
     result: dict | None = None
     error: dict | None = None
+    lane: str = "batch"  # `shared.lanes.Lane`; records from before lanes: batch
+    deadline_at: float = 0.0  # Unix time it must start by; 0: no deadline
+    webhook_events: tuple[str, ...] = ("completed",)
 
 
 def parse_record(job_id: str, fields: dict[bytes, bytes]) -> JobRecord | None:
@@ -50,6 +53,9 @@ def parse_record(job_id: str, fields: dict[bytes, bytes]) -> JobRecord | None:
         webhook=fields.get(b"webhook", b"").decode(),
         result=_json(fields.get(b"result")),
         error=_json(fields.get(b"error")),
+        lane=fields.get(b"lane", b"batch").decode(),
+        deadline_at=float(fields.get(b"deadline_at", 0) or 0),
+        webhook_events=tuple(fields.get(b"webhook_events", b"completed").decode().split(",")),
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class JobStatus(StrEnum):
@@ -43,6 +43,10 @@ _CELERY_STATES = {
 
 TOP_K_DEFAULT = 5
 TOP_K_MAX = 20
+# Longest `deadline_seconds` a job may ask for: a day, as long as a job record lives
+# by default.
+DEADLINE_MAX_SECONDS = 86_400
+WebhookEvent = Literal["started", "completed"]
 
 
 class InputForm(StrEnum):
@@ -67,6 +71,22 @@ class SubmitOptions(BaseModel):
         None, max_length=2048, json_schema_extra={"format": "uri"},
         description="http(s) URL that gets the finished job (the body of GET /jobs/<id>) "
                     "by POST, signed in `Resq-Signature`.")
+    webhook_events: list[WebhookEvent] = Field(
+        ["completed"], min_length=1,
+        description="When the webhook is sent: `completed` (the job ended), `started` (a "
+                    "worker began it), or both; comma-separated in a query string.")
+    deadline_seconds: float | None = Field(
+        None, gt=0, le=DEADLINE_MAX_SECONDS,
+        description="Seconds the job may wait in the queue: one not started by then is "
+                    "never run and ends `failed` with code `expired` (the server's "
+                    "JOB_MAX_QUEUE_SECONDS bounds it too).")
+
+    @field_validator("webhook_events", mode="before")
+    @classmethod
+    def _split_events(cls, value):
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
 
 class UrlSubmission(SubmitOptions):
@@ -131,6 +151,16 @@ class Job(BaseModel):
     top_k: int
     result: JobResult | None = Field(None, description="Set when `status` is `succeeded`.")
     error: ErrorDetail | None = Field(None, description="Set when `status` is `failed`.")
+
+
+class QueueLoad(BaseModel):
+    """`GET /scaling`: what the queue asks of its workers (KEDA reads `open`)."""
+
+    queue: str
+    waiting: dict[str, int] = Field(description="Jobs waiting in each lane's list: "
+                                                "`interactive` and `batch`.")
+    open: int = Field(ge=0, description="Jobs accepted and not ended: waiting, held by a "
+                                        "worker or running.")
 
 
 class JobList(BaseModel):

@@ -168,7 +168,21 @@ class Settings(BaseSettings):
     """How long a job's record and result are kept; afterwards its id answers 404."""
 
     queue_max_length: int = Field(10_000, ge=1)
-    """Waiting jobs past which `POST /jobs` answers 503 with `Retry-After`."""
+    """Waiting jobs (both lanes) past which `POST /jobs` answers 503 with `Retry-After`."""
+
+    queue_max_per_key: int = Field(0, ge=0)
+    """Queued jobs one API key (or one client address, without keys) may hold; past
+    it that key gets 429 `quota_exceeded` with `Retry-After` while others still get
+    in. 0 means no limit."""
+
+    interactive_lane: bool = True
+    """Send jobs submitted with a wait to the interactive lane, which every worker
+    serves before the batch lane; false: every job goes to the batch lane."""
+
+    job_max_queue_seconds: float = Field(0.0, ge=0, le=86_400)
+    """Longest any job may wait in the queue: one not started by then never runs and
+    ends `failed`/`expired`. A job's own `deadline_seconds` may ask for less. 0 means
+    no server-wide deadline."""
 
     queue_max_bytes: int = Field(256 * 1024 * 1024, ge=0)
     """Bytes of images held for unfinished jobs past which `POST /jobs` answers 503

@@ -110,4 +110,4 @@ def test_every_labelled_counter_reads_zero_before_its_first_event(web):
     text = requests.get(f"{web}/metrics", timeout=10).text
     assert 'resq_rejections_total{reason="queue_full"} 0.0' in text
     assert 'resq_waits_total{outcome="timeout"}' in text
-    assert 'resq_jobs_submitted_total{form="url"}' in text
+    assert 'resq_jobs_submitted_total{form="url",lane="interactive"} 0.0' in text

@@ -49,6 +49,41 @@ def test_a_finished_job_is_posted_signed_to_its_webhook(hooked):
     assert len(receiver.deliveries) == 1
 
 
+def test_a_job_that_asks_for_started_gets_it_before_completed(hooked):
+    """`webhook_events=started,completed`: one delivery when a worker starts the job,
+    one when it ends, each named in `Resq-Event`; the default sends only the end."""
+    receiver = Receiver()
+    try:
+        both = hooked.post(f"/jobs?webhook={receiver.url}&webhook_events=started,completed",
+                           data=jpeg(), content_type="image/jpeg").get_json()["id"]
+        default = hooked.post(f"/jobs?webhook={receiver.url}", data=jpeg(),
+                              content_type="image/jpeg").get_json()["id"]
+        await_condition(lambda: len(receiver.deliveries) >= 3, 60, "three deliveries")
+        assert hooked.get(f"/jobs/{both}?wait=30").get_json()["status"] == "succeeded"
+    finally:
+        receiver.close()
+    events = sorted((d["job_id"], d["event"]) for d in receiver.deliveries)
+    assert events == sorted([(both, "started"), (both, "completed"), (default, "completed")])
+    assert all(d["verified"] for d in receiver.deliveries)
+    assert len({d["delivery_id"] for d in receiver.deliveries}) == 3
+
+
+def test_a_job_that_expires_in_the_queue_still_gets_its_webhook(hooked):
+    """A deadline of 1 ms passes before any worker can take the job (its message
+    alone takes longer to arrive): it ends `expired`, unrun, and its webhook says so."""
+    receiver = Receiver()
+    try:
+        job_id = hooked.post(f"/jobs?webhook={receiver.url}&deadline_seconds=0.001",
+                             data=jpeg(), content_type="image/jpeg").get_json()["id"]
+        await_condition(lambda: receiver.deliveries, 60, "the webhook delivery")
+    finally:
+        receiver.close()
+    (delivery,) = receiver.deliveries
+    body = json.loads(delivery["body"])
+    assert delivery["job_id"] == job_id and delivery["event"] == "completed"
+    assert body["status"] == "failed" and body["error"]["code"] == "expired"
+
+
 def test_a_failing_receiver_is_retried_with_backoff(hooked):
     receiver = Receiver(failures=2)
     try:

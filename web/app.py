@@ -13,7 +13,7 @@ from shared.settings import Settings, get_settings
 from shared.url_guard import AddressPolicy
 from web import VERSION, metrics
 from web.auth import ApiKeys
-from web.blueprints import docs, jobs, page, probes
+from web.blueprints import docs, jobs, page, probes, scaling
 from web.errors import register_error_handlers
 from web.intake import Intake
 from web.job_service import JobService
@@ -66,7 +66,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     install_rate_limits(app, jobs.bp, settings.rate_limit, settings.redis_url,
                         f"resq:ratelimit:{settings.queue_name}", keys)
 
-    for blueprint in (jobs.bp, probes.bp, docs.bp, page.bp):
+    for blueprint in (jobs.bp, probes.bp, scaling.bp, docs.bp, page.bp):
         app.register_blueprint(blueprint)
     register_error_handlers(app)
     store = app.extensions["resq.jobs"].store

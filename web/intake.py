@@ -123,7 +123,9 @@ class Intake:
         query = {k: v for k, v in request.args.items() if k in SubmitOptions.model_fields}
         merged = {**query, **body}
         submission = validate(UrlSubmission, merged)
-        options = SubmitOptions(top_k=submission.top_k, webhook=submission.webhook)
+        options = SubmitOptions(top_k=submission.top_k, webhook=submission.webhook,
+                                webhook_events=submission.webhook_events,
+                                deadline_seconds=submission.deadline_seconds)
         url = str(submission.url)
         return self.fetcher.fetch(url), options, InputForm.URL, url
 

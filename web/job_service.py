@@ -17,6 +17,7 @@ from kombu.exceptions import OperationalError
 from shared.errors import BrokerUnavailable, JobNotFound
 from shared.job_store import JobStore, job_view
 from shared.jobs import Job
+from shared.lanes import Lane
 from shared.redis_client import REDIS_ERRORS
 from shared.settings import Settings
 from web import metrics
@@ -63,9 +64,13 @@ class JobService:
 
     # --- submit -------------------------------------------------------------
     def submit(self, submission: Submission, owner: str = "",
-               idempotency_key: str | None = None) -> tuple[Job, bool]:
+               idempotency_key: str | None = None, *, interactive: bool = False,
+               quota_key: str = "") -> tuple[Job, bool]:
         """The new job, or (with an idempotency key seen before for the same request)
-        the job that key made; the flag says which."""
+        the job that key made; the flag says which. `interactive` (its client waits
+        for it) sends it to the interactive lane where that lane is on; `quota_key`
+        is who it counts against for `QUEUE_MAX_PER_KEY`."""
+        lane = Lane.INTERACTIVE if interactive and self.settings.interactive_lane else Lane.BATCH
         job_id = str(uuid.uuid4())
         if idempotency_key is not None:
             with redis_guard():
@@ -74,12 +79,12 @@ class JobService:
             if earlier is not None:
                 return self._replayed(earlier, owner), True
             try:
-                return self._create(job_id, submission, owner), False
+                return self._create(job_id, submission, owner, lane, quota_key), False
             except Exception:
                 with redis_guard():
                     self.idempotency.release(owner, idempotency_key, job_id)
                 raise
-        return self._create(job_id, submission, owner), False
+        return self._create(job_id, submission, owner, lane, quota_key), False
 
     def _replayed(self, job_id: str, owner: str) -> Job:
         """The job an earlier request made; it may be a moment away from existing
@@ -93,24 +98,40 @@ class JobService:
                     raise
                 time.sleep(0.05)
 
-    def _create(self, job_id: str, submission: Submission, owner: str) -> Job:
+    def _create(self, job_id: str, submission: Submission, owner: str, lane: Lane,
+                quota_key: str) -> Job:
+        options = submission.options
         with redis_guard():
             record = self.store.create(
-                job_id, top_k=submission.options.top_k, form=submission.form.value,
-                image=submission.image, owner=owner, webhook=submission.options.webhook or "",
+                job_id, top_k=options.top_k, form=submission.form.value,
+                image=submission.image, owner=owner, webhook=options.webhook or "",
                 max_queue_length=self.settings.queue_max_length,
-                max_queue_bytes=self.settings.queue_max_bytes)
+                max_queue_bytes=self.settings.queue_max_bytes, lane=lane,
+                deadline_seconds=self.deadline_seconds(options.deadline_seconds),
+                quota_key=quota_key, max_per_key=self.settings.queue_max_per_key,
+                webhook_events=tuple(options.webhook_events))
         log.info("job accepted", extra={"job_id": job_id, "form": submission.form.value,
-                                        "bytes": len(submission.image)})
-        metrics.job_submitted(submission.form.value)
+                                        "bytes": len(submission.image), "lane": lane.value})
+        metrics.job_submitted(submission.form.value, lane.value)
         return job_view(record)
+
+    def deadline_seconds(self, asked: float | None) -> float:
+        """A job's queue deadline: what it asked for, bounded by the server's
+        `JOB_MAX_QUEUE_SECONDS`; 0 for none."""
+        bounds = [limit for limit in (asked or 0.0, self.settings.job_max_queue_seconds)
+                  if limit > 0]
+        return min(bounds, default=0.0)
 
     # --- read ---------------------------------------------------------------
     def get(self, job_id: str, owner: str = "") -> Job:
         """The job, if it exists and belongs to `owner` (another key's job is as
-        good as unknown: 404)."""
+        good as unknown: 404). A job still queued past its deadline is ended
+        `expired` here, so a client reads the truth even while no worker runs."""
         with redis_guard():
             record = self.store.record(job_id)
+            if record is not None and self.store.expire_if_due(record):
+                metrics.job_expired()
+                record = self.store.record(job_id)
         if record is None or not hmac.compare_digest(record.owner, owner):
             raise JobNotFound()
         return job_view(record)

@@ -32,6 +32,7 @@ from prometheus_client.registry import Collector
 from shared.capacity import CapacityCollector
 from shared.errors import error_codes
 from shared.jobs import InputForm
+from shared.lanes import Lane
 from shared.queue_metrics import QueueCollector
 from web.process_metrics import ProcessGroupCollector
 
@@ -45,7 +46,11 @@ DURATION = Histogram("resq_http_request_duration_seconds",
                      "the client asked to wait for the result (`wait`: yes or no)",
                      ["route", "method", "wait"],
                      buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
-SUBMITTED = Counter("resq_jobs_submitted_total", "Jobs accepted, by input form", ["form"])
+SUBMITTED = Counter("resq_jobs_submitted_total", "Jobs accepted, by input form and lane",
+                    ["form", "lane"])
+EXPIRED = Counter("resq_jobs_expired_total",
+                  "Queued jobs the web tier ended `expired` when it read them past their "
+                  "deadline (workers count theirs in resq_jobs_total{code=\"expired\"})")
 WAITS = Counter("resq_waits_total",
                 "Requests that asked to wait for a job's result, by outcome: `result` (the "
                 "job finished within the wait), `timeout`, or `declined` (every wait slot "
@@ -65,15 +70,20 @@ def method_label(method: str) -> str:
 def initialise() -> None:
     """Create each counter's known series at 0."""
     for form in InputForm:
-        SUBMITTED.labels(form=form.value)
+        for lane in Lane:
+            SUBMITTED.labels(form=form.value, lane=lane.value)
     for outcome in WAIT_OUTCOMES:
         WAITS.labels(outcome=outcome)
     for code in error_codes():
         REJECTIONS.labels(reason=code)
 
 
-def job_submitted(form: str) -> None:
-    SUBMITTED.labels(form=form).inc()
+def job_submitted(form: str, lane: str) -> None:
+    SUBMITTED.labels(form=form, lane=lane).inc()
+
+
+def job_expired() -> None:
+    EXPIRED.inc()
 
 
 def wait_ended(got_result: bool) -> None:

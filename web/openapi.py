@@ -5,7 +5,17 @@ from __future__ import annotations
 
 from pydantic.json_schema import models_json_schema
 
-from shared.jobs import TOP_K_MAX, ErrorResponse, Health, Job, JobList, SubmitOptions, UrlSubmission
+from shared.jobs import (
+    DEADLINE_MAX_SECONDS,
+    TOP_K_MAX,
+    ErrorResponse,
+    Health,
+    Job,
+    JobList,
+    QueueLoad,
+    SubmitOptions,
+    UrlSubmission,
+)
 
 REF = "#/components/schemas/{model}"
 
@@ -58,6 +68,19 @@ _WEBHOOK = {
                    "`Resq-Signature` (see the README); the server must set WEBHOOK_SECRET.",
     "schema": {"type": "string", "format": "uri", "maxLength": 2048},
 }
+_WEBHOOK_EVENTS = {
+    "name": "webhook_events", "in": "query", "required": False,
+    "description": "When the webhook is sent, comma-separated: `completed` (default), "
+                   "`started`, or both (`Resq-Event` names which).",
+    "schema": {"type": "string", "pattern": r"^(started|completed)(,(started|completed))*$",
+               "default": "completed"},
+}
+_DEADLINE = {
+    "name": "deadline_seconds", "in": "query", "required": False,
+    "description": "Seconds the job may wait in the queue: one not started by then never "
+                   "runs and ends `failed` with code `expired`.",
+    "schema": {"type": "number", "exclusiveMinimum": 0, "maximum": DEADLINE_MAX_SECONDS},
+}
 _IDEMPOTENCY_KEY = {
     "name": "Idempotency-Key", "in": "header", "required": False,
     "description": "Any string of 1-255 printable ASCII characters: the same key and request "
@@ -75,7 +98,7 @@ _LOCATION_OPTIONAL = {"Location": {"description": "/jobs/<id> (one image only)",
 def build_openapi(version: str) -> dict:
     _, schemas = models_json_schema(
         [(m, "validation") for m in (SubmitOptions, UrlSubmission)]
-        + [(m, "serialization") for m in (Job, JobList, ErrorResponse, Health)],
+        + [(m, "serialization") for m in (Job, JobList, ErrorResponse, Health, QueueLoad)],
         ref_template=REF,
     )
     binary = {"type": "string", "format": "binary"}
@@ -87,7 +110,8 @@ def build_openapi(version: str) -> dict:
             "/jobs": {"post": {
                 "summary": "Submit one image",
                 "operationId": "submitJob",
-                "parameters": [_TOP_K, _WEBHOOK, _WAIT, _PREFER, _IDEMPOTENCY_KEY],
+                "parameters": [_TOP_K, _WEBHOOK, _WEBHOOK_EVENTS, _DEADLINE, _WAIT, _PREFER,
+                               _IDEMPOTENCY_KEY],
                 "requestBody": {"required": True, "content": {
                     "multipart/form-data": {"schema": {
                         "type": "object", "required": ["image"],
@@ -96,7 +120,9 @@ def build_openapi(version: str) -> dict:
                                                          "minItems": 1, "maxItems": 32}],
                                       "description": "One image, or several (one job each)"},
                             "top_k": _TOP_K["schema"],
-                            "webhook": {"type": "string", "format": "uri"}}}},
+                            "webhook": {"type": "string", "format": "uri"},
+                            "webhook_events": _WEBHOOK_EVENTS["schema"],
+                            "deadline_seconds": _DEADLINE["schema"]}}},
                     "image/*": {"schema": binary},
                     "application/json": {"schema": _ref(UrlSubmission)},
                 }},
@@ -127,6 +153,11 @@ def build_openapi(version: str) -> dict:
             "/readyz": {"get": {"summary": "Readiness: Redis reachable", "operationId": "readyz",
                                 "responses": {"200": _json(Health, "Ready"),
                                               "503": _json(Health, "Redis unreachable")}}},
+            "/scaling": {"get": {"summary": "The queue's load, as autoscaling reads it",
+                                 "operationId": "scaling",
+                                 "responses": {"200": _json(QueueLoad, "Jobs waiting in "
+                                                            "each lane, and jobs open"),
+                                               **_errors(503)}}},
         },
         "components": {
             "schemas": schemas["$defs"],

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 
+from shared.lanes import served_lists
 from shared.settings import settings_or_exit
 
 
@@ -36,7 +37,7 @@ def main(argv: list[str]) -> int:
         f"--loglevel={settings.log_level}",
         f"--concurrency={settings.jobs_in_flight}",
         "--pool=threads",
-        f"--queues={settings.queue_name}",
+        f"--queues={','.join(served_lists(settings.queue_name))}",
         *(["--task-events"] if settings.task_events else []),
         *argv,
     ])

@@ -126,13 +126,14 @@ class BatchWatch(Protocol):
     def batch_ended(self) -> None: ...
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class _Pending:
     payload: object
     future: Future
     queued: float
     alone: bool
     watch: BatchWatch | None = None
+    urgent: bool = False
 
 
 class Slot:
@@ -140,11 +141,13 @@ class Slot:
         self._batcher = batcher
         self.submitted = False
 
-    def submit(self, payload, *, alone: bool = False,
-               watch: BatchWatch | None = None) -> Future:
+    def submit(self, payload, *, alone: bool = False, watch: BatchWatch | None = None,
+               urgent: bool = False) -> Future:
+        """Hand the image over. `urgent` (an interactive job's) goes into the next
+        batch before every image that is not."""
         self.submitted = True
         return self._batcher._submit(_Pending(payload, Future(), time.perf_counter(), alone,
-                                              watch))
+                                              watch, urgent))
 
 
 class Batcher:
@@ -223,18 +226,31 @@ class Batcher:
                 self._cond.wait()
             if self._stopping:
                 return None
-            if self._queue[0].alone:
-                return [self._queue.popleft()]
-            deadline = self._queue[0].queued + self.max_wait
-            while len(self._queue) < self.max_size and self._announced > 0:
-                remaining = deadline - time.perf_counter()
-                if remaining <= 0:
-                    break
-                self._cond.wait(remaining)
-            batch = []
-            while self._queue and len(batch) < self.max_size and not self._queue[0].alone:
-                batch.append(self._queue.popleft())
+            if not self._first().alone:
+                deadline = self._queue[0].queued + self.max_wait
+                while len(self._queue) < self.max_size and self._announced > 0:
+                    remaining = deadline - time.perf_counter()
+                    if remaining <= 0:
+                        break
+                    self._cond.wait(remaining)
+            # Urgent images (the interactive lane's) first, each kind in arrival order;
+            # an image to run alone ends the batch before it, or is a batch of its own.
+            ordered = sorted(self._queue, key=lambda item: not item.urgent)
+            if ordered[0].alone:
+                batch = ordered[:1]
+            else:
+                batch = []
+                for item in ordered:
+                    if item.alone or len(batch) == self.max_size:
+                        break
+                    batch.append(item)
+            for item in batch:
+                self._queue.remove(item)
             return batch
+
+    def _first(self) -> _Pending:
+        """The image the next batch begins with: the oldest urgent one, else the oldest."""
+        return next((item for item in self._queue if item.urgent), self._queue[0])
 
     @staticmethod
     def _started(batch: list[_Pending]) -> list[_Pending]:

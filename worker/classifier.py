@@ -23,14 +23,15 @@ class Classifier:
         self.deadline_seconds = deadline_seconds
 
     def classify(self, data: bytes, top_k: int, *, alone: bool = False,
-                 watch: BatchWatch | None = None) -> dict:
+                 watch: BatchWatch | None = None, urgent: bool = False) -> dict:
         """The job result for one image, less the queue timing. Raises `BadImage`
         (or `ImageTooLarge`) for an image that cannot be used; such an image fails
         alone and never reaches the model. `alone` runs it in a batch of its own;
-        `watch` is told when its batch begins and ends. Raises `WorkerStalled` when
+        `watch` is told when its batch begins and ends; `urgent` (an interactive
+        job) goes into the next batch before the rest. Raises `WorkerStalled` when
         the batch has not come back within the deadline."""
         with self.batcher.slot() as slot:
-            future = slot.submit(data, alone=alone, watch=watch)
+            future = slot.submit(data, alone=alone, watch=watch, urgent=urgent)
         try:
             output = future.result(timeout=self.deadline_seconds)
         except FutureTimeout:

@@ -29,6 +29,7 @@ import uuid
 import redis
 
 from shared.celery_app import UNACKED_INDEX_KEY, UNACKED_KEY
+from shared.lanes import served_lists
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,7 @@ class Heartbeat:
                 message, _exchange, routing_key = json.loads(raw)
             except (TypeError, ValueError):
                 continue  # acknowledged meanwhile
-            if routing_key != self.queue:
+            if routing_key not in served_lists(self.queue):
                 continue  # another queue's: its own workers see to it
             # As if taken at the epoch: kombu's next restore puts it back.
             self.client.zadd(UNACKED_INDEX_KEY, {tag: 1}, xx=True)

@@ -37,7 +37,7 @@ class JobRunner:
         self.max_attempts = max_attempts
 
     def run(self, job_id: str, top_k: int, created_at: float, *, image: bytes | None,
-            crashes: int) -> dict:
+            crashes: int, interactive: bool = False) -> dict:
         taken = time.time()
         metrics.QUEUE_WAIT.observe(max(0.0, taken - created_at))
         if image is None:
@@ -51,7 +51,8 @@ class JobRunner:
         # A job charged with a crash runs in a batch of its own: if it is what kills
         # workers, no other job is charged with its crashes.
         result = self.classifier.classify(data, top_k, alone=crashes > 0,
-                                          watch=_CrashCount(self.records, job_id))
+                                          watch=_CrashCount(self.records, job_id),
+                                          urgent=interactive)
         batch_size = result.pop("batch_size")
         finished = time.time()
         result["timing_ms"] = {

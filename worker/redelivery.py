@@ -39,6 +39,7 @@ from shared.celery_app import UNACKED_KEY
 from shared.job_records import RECORD_PREFIX
 from shared.job_store import JobStore
 from shared.jobs import JobStatus
+from shared.lanes import Lane, lane_list
 
 log = logging.getLogger(__name__)
 
@@ -122,19 +123,27 @@ class LostJobSweeper:
         ids = [raw.decode() for raw in stale]
         with self.client.pipeline(transaction=False) as pipe:
             for job_id in ids:
-                pipe.hget(RECORD_PREFIX + job_id, "status")
-            statuses = pipe.execute()
+                pipe.hmget(RECORD_PREFIX + job_id, "status", "lane", "deadline_at")
+            found = pipe.execute()
         missing: dict[str, float] = {}
-        for job_id, status in zip(ids, statuses, strict=True):
+        lanes: dict[str, str] = {}
+        for job_id, (status, lane, deadline_at) in zip(ids, found, strict=True):
             if status is None or JobStatus(status.decode()).is_terminal():
-                self.records.drop_inflight(job_id)  # ended, or expired
+                self.records.drop_inflight(job_id)  # ended, or its record expired
             elif status.decode() == JobStatus.QUEUED.value:
+                if deadline_at and 0 < float(deadline_at) < now:
+                    self.store.expire(job_id)  # nobody took it in time: it never runs
+                    continue
                 missing[job_id] = stale[job_id.encode()]
+                lanes[job_id] = (lane or b"batch").decode()
             # A started job was received by a worker: the heartbeat covers it.
         if missing:
             for raw in self.client.hvals(UNACKED_KEY):  # bounded: what workers hold
                 missing.pop(_unacked_id(raw), None)
-        lost = self._not_in_queue(missing, token)
+        lost = []
+        for lane in Lane:
+            in_lane = {j: sent for j, sent in missing.items() if lanes[j] == lane.value}
+            lost += self._not_in_queue(lane_list(self.queue, lane), in_lane, token)
         resent = []
         for job_id in lost:
             if not self._claim(keys=[self.lock_key, self.records.inflight_key],
@@ -148,15 +157,16 @@ class LostJobSweeper:
             log.warning("re-sent %d jobs whose message was lost: %s", len(resent), resent)
         return resent
 
-    def _not_in_queue(self, missing: dict[str, float], token: str) -> list[str]:
-        """Of `missing` (job id -> when last sent), those not in the queue, read
-        from its tail a page at a time; an undecided job waits for the next sweep."""
+    def _not_in_queue(self, queue: str, missing: dict[str, float], token: str) -> list[str]:
+        """Of `missing` (job id -> when last sent), those not in the list `queue`,
+        read from its tail a page at a time; an undecided job waits for the next
+        sweep."""
         lost: list[str] = []
         newest_seen = float("-inf")
         for page in range(MAX_PAGES):
             if not missing:
                 break
-            raw = self.client.lrange(self.queue, -(page + 1) * PAGE, -page * PAGE - 1)
+            raw = self.client.lrange(queue, -(page + 1) * PAGE, -page * PAGE - 1)
             for item in reversed(raw):  # tail first: the next to be taken
                 found = _queued_message(item)
                 if found is None:

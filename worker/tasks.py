@@ -1,7 +1,8 @@
 """The worker's task, thin: the job store says whether the job's message is to run
-(`shared.job_store.Start`, with its image and crash count), `JobRunner` runs it, and the store ends the job with
-its result or error. The task itself never fails: every outcome is the job's, and
-the message is acknowledged once the job's end is stored."""
+(`shared.job_store.Start`, with its image, crash count and lane), `JobRunner` runs
+it, and the store ends the job with its result or error (a job past its deadline
+ends `expired` unread). The task itself never fails: every outcome is the job's,
+and the message is acknowledged once the job's end is stored."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import logging
 from celery import Celery
 
 from shared.celery_app import CLASSIFY_TASK
-from shared.errors import InferenceFailed, ResqError
+from shared.errors import InferenceFailed, JobExpired, ResqError
 from shared.job_store import JobStore, Start
 from worker import metrics
 from worker.job_runner import JobRunner
@@ -36,6 +37,13 @@ def register_tasks(app: Celery, settings, store: JobStore, worker_id: str) -> No
         job_id = self.request.id
         started = store.start(job_id, worker=worker_id)
         decision = started.decision
+        if decision is Start.EXPIRED:
+            # Queued past its deadline: ended `expired` here, never decoded.
+            if store.expire(job_id):
+                metrics.job_finished("failed", JobExpired.code)
+            log.info("job %s was not started by its deadline; it ends expired", job_id,
+                     extra={"job_id": job_id})
+            return
         if decision is not Start.RUN:
             # Terminal already (finished, failed, cancelled) or unknown: a redelivered
             # or duplicated message, acknowledged and dropped without running.
@@ -47,7 +55,7 @@ def register_tasks(app: Celery, settings, store: JobStore, worker_id: str) -> No
                            max_attempts=settings.job_max_attempts)
         try:
             result = runner.run(job_id, top_k, created_at, image=started.image,
-                                crashes=started.crashes)
+                                crashes=started.crashes, interactive=started.interactive)
         except Exception as error:
             failure = public_error(error, job_id)
             outcome, ended = failure.code, store.finish(job_id, error=failure)

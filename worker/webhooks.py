@@ -1,5 +1,6 @@
-"""Webhook delivery: when a job ends, its webhook URL gets the job (the same body as
-`GET /jobs/<id>`) by POST, signed, through the SSRF guard.
+"""Webhook delivery: when a job ends (and, if it asked with `webhook_events`, when a
+worker starts it), its webhook URL gets the job as it is then (the same body as
+`GET /jobs/<id>`) by POST, signed, through the SSRF guard; `Resq-Event` says which.
 
 Signature (as Stripe's): the header
     Resq-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(WEBHOOK_SECRET, "<t>." + body)>
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "Resq-Signature"
 DELIVERY_HEADER = "Resq-Delivery-Id"
+EVENT_HEADER = "Resq-Event"  # `started` or `completed` (a job's `webhook_events`)
 MAX_BACKOFF_SECONDS = 60
 IDLE_POLL_SECONDS = 0.25
 
@@ -85,6 +87,7 @@ class WebhookSender:
         body = job_view(record).model_dump_json().encode()
         headers = {"Content-Type": "application/json", "User-Agent": "resq-webhook",
                    "Resq-Job-Id": delivery.job_id, DELIVERY_HEADER: delivery.id,
+                   EVENT_HEADER: delivery.event,
                    SIGNATURE_HEADER: signature(self.secret, int(time.time()), body)}
         deadline = Deadline(self.timeout)  # the whole attempt: lookup, send, answer
         try:

@@ -11,6 +11,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from shared.lanes import served_lists
 from tests.conftest import make_settings, running_app
 from tests.deploy.chart import USER_SECRETS, VALUE_SETS, build_renderer, render
 
@@ -113,7 +114,8 @@ def test_every_referenced_secret_configmap_and_key_exists(rendered):
             assert ref["key"] in secrets[ref["name"]]
     for scaler in by_kind(objects, "ScaledObject"):
         for trigger in scaler["spec"]["triggers"]:
-            named(objects, "TriggerAuthentication", trigger["authenticationRef"]["name"])
+            if "authenticationRef" in trigger:  # the redis triggers; /scaling needs none
+                named(objects, "TriggerAuthentication", trigger["authenticationRef"]["name"])
 
 
 def test_probe_paths_are_served(rendered, redis_url):
@@ -161,10 +163,17 @@ def test_defaults_carry_the_seed_resources_and_consistent_scale_in_settings(rend
     # jobs delivered again after the visibility timeout, which must be longer.
     assert 0 < grace < int(settings["VISIBILITY_TIMEOUT_SECONDS"])
     scaler = by_kind(objects, "ScaledObject")[0]
-    trigger = scaler["spec"]["triggers"][0]
-    assert trigger["type"] == "redis"
-    assert trigger["metadata"]["listName"] == settings["QUEUE_NAME"]
-    assert trigger["metadata"]["address"] == "demo-resq-redis:6379"
+    load, *lists = scaler["spec"]["triggers"]
+    # The jobs open, from the web Service's /scaling; each lane's list, from Redis.
+    assert load["type"] == "metrics-api" and load["metadata"]["valueLocation"] == "open"
+    assert load["metadata"]["url"] == "http://demo-resq-web.resq.svc:80/scaling"
+    assert [t["type"] for t in lists] == ["redis", "redis"]
+    assert [t["metadata"]["listName"] for t in lists] == served_lists(settings["QUEUE_NAME"])
+    assert {t["metadata"]["address"] for t in lists} == {"demo-resq-redis:6379"}
+    # Scale-in goes one worker at a time, each given the grace to finish its jobs.
+    scale_down = scaler["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"][
+        "scaleDown"]
+    assert scale_down["policies"] == [{"type": "Pods", "value": 1, "periodSeconds": 60}]
     assert "KEDA" in notes and "demo-resq-web" in notes
 
 
@@ -172,11 +181,12 @@ def test_scale_to_zero_and_external_redis_render_as_asked(renderer, tmp_path):
     zero, _ = render(renderer, VALUE_SETS["scale-to-zero"], tmp_path)
     scaler = by_kind(zero, "ScaledObject")[0]["spec"]
     assert scaler["minReplicaCount"] == 0
-    assert scaler["triggers"][0]["metadata"]["activationListLength"] == "2"
+    assert [t["metadata"].get("activationListLength", t["metadata"].get(
+        "activationTargetValue")) for t in scaler["triggers"]] == ["2", "2", "2"]
     assert "replicas" not in named(zero, "Deployment", "demo-resq-worker")["spec"]
     external, _ = render(renderer, VALUE_SETS["external-redis"], tmp_path)
     assert not by_kind(external, "StatefulSet")
-    trigger = by_kind(external, "ScaledObject")[0]["spec"]["triggers"][0]["metadata"]
+    trigger = by_kind(external, "ScaledObject")[0]["spec"]["triggers"][1]["metadata"]
     assert trigger["address"] == "redis.example.internal:6380"
     env = named(external, "Deployment", "demo-resq-web")["spec"]["template"]["spec"][
         "containers"][0]["env"]

@@ -1,28 +1,21 @@
-"""The ScaledObject's `listName` is the live queue key: with no worker running,
-N jobs submitted through the API leave exactly N entries in the Redis list the
-rendered trigger names. From that length, the replicas KEDA's redis scaler asks
-for (ceil(length / listLength), between min and max; none below the activation
-length when min is 0) are computed and printed for N = 0, 1, 10 × listLength and
-1000, for the default values and for scale to zero."""
+"""The ScaledObject's triggers read the live queue: with no worker running, jobs
+submitted through the API leave exactly their count in the Redis list each redis
+trigger names (the batch lane's list for jobs without a wait, the interactive
+lane's for jobs with one), and the web tier's /scaling, which the metrics-api
+trigger reads, counts them all open. From those values, the replicas KEDA and the
+HPA ask for (`tests.support.keda`) are computed and printed for N = 0, 1,
+10 x listLength and 1000, for the default values and for scale to zero."""
 
-import math
 import uuid
 
 import pytest
 import redis
 
+from shared.lanes import Lane, lane_list, served_lists
 from tests.conftest import make_settings, running_app
 from tests.deploy.chart import VALUE_SETS, build_renderer, render
 from tests.support.images import jpeg
-
-
-def keda_replicas(length: int, spec: dict) -> int:
-    """What KEDA's redis scaler and the HPA it drives ask for at this list length."""
-    meta = spec["triggers"][0]["metadata"]
-    low, high = spec["minReplicaCount"], spec["maxReplicaCount"]
-    if low == 0 and length <= int(meta.get("activationListLength", "0")):
-        return 0  # not active: KEDA keeps (or takes) the Deployment to zero
-    return min(high, max(low, math.ceil(length / int(meta["listLength"])), 1))
+from tests.support.keda import ScaledObject, replicas_for_values
 
 
 @pytest.fixture(scope="module")
@@ -31,34 +24,53 @@ def renderer(tmp_path_factory):
 
 
 @pytest.mark.parametrize("value_set", ["default", "scale-to-zero"])
-def test_list_name_is_the_live_queue_and_replicas_follow_its_length(renderer, redis_url,
-                                                                      tmp_path, value_set):
+def test_each_trigger_reads_the_live_queue_and_replicas_follow_it(renderer, redis_url,
+                                                                   tmp_path, value_set):
     queue = f"keda-{uuid.uuid4().hex[:6]}"
     values = {**VALUE_SETS[value_set], "settings": {"QUEUE_NAME": queue}}
     objects, _ = render(renderer, values, tmp_path)
     spec = next(o for o in objects if o["kind"] == "ScaledObject")["spec"]
-    list_name = spec["triggers"][0]["metadata"]["listName"]
-    list_length = int(spec["triggers"][0]["metadata"]["listLength"])
+    scaled = ScaledObject(spec)
+    lists = [t.metadata["listName"] for t in scaled.triggers if t.kind == "redis"]
+    assert lists == served_lists(queue)  # the keys the workers pop, in their order
+    (load,) = [t for t in scaled.triggers if t.kind == "metrics-api"]
+    assert load.metadata["url"].endswith("/scaling")
+    list_length = int(next(t.target for t in scaled.triggers if t.kind == "redis"))
+
     client = redis.Redis.from_url(redis_url)
     body = jpeg(32, 24)
     rows = []
-    # No worker consumes this queue: every submitted job stays in the list.
+    # No worker consumes this queue: every submitted job stays where it was sent.
     with running_app(make_settings(redis_url, queue_name=queue)) as app:
         api = app.test_client()
-        submitted = 0
-        for target in (0, 1, 10 * list_length, 1000):
+        # One job whose client waits (a moment): it goes to the interactive lane.
+        assert api.post("/jobs?wait=0.01", data=body,
+                        content_type="image/jpeg").status_code == 202
+        submitted = 1
+        for target in (1, 10 * list_length, 1000):
             while submitted < target:
                 assert api.post("/jobs", data=body, content_type="image/jpeg").status_code == 202
                 submitted += 1
-            length = client.llen(list_name)
-            assert length == target
-            rows.append((target, length, keda_replicas(length, spec)))
-    client.delete(list_name)
-    print(f"\n{value_set}: listName={list_name!r} listLength={list_length} "
-          f"min={spec['minReplicaCount']} max={spec['maxReplicaCount']}")
-    for jobs, length, replicas in rows:
-        print(f"  {jobs:5d} jobs submitted -> LLEN {length:5d} -> KEDA asks for {replicas} workers")
-    replicas = [r for _, _, r in rows]
-    assert replicas[-1] == spec["maxReplicaCount"]
-    assert replicas[2] == min(10, spec["maxReplicaCount"])
-    assert replicas[0] == spec["minReplicaCount"]
+            by_list = {name: client.llen(name) for name in lists}
+            assert by_list == {lane_list(queue, Lane.INTERACTIVE): 1,
+                               lane_list(queue, Lane.BATCH): target - 1}
+            scaling = api.get("/scaling").get_json()
+            assert scaling["open"] == target
+            assert scaling["waiting"] == {"interactive": 1, "batch": target - 1}
+            trigger_values = [float(scaling[t.metadata["valueLocation"]])
+                              if t.kind == "metrics-api" else float(by_list[t.metadata["listName"]])
+                              for t in scaled.triggers]
+            rows.append((target, trigger_values, replicas_for_values(spec, trigger_values)))
+    for name in lists:
+        client.delete(name)
+    print(f"\n{value_set}: triggers "
+          + ", ".join(f"{t.kind} target {t.target:g}" for t in scaled.triggers)
+          + f"; min={scaled.min_replicas} max={scaled.max_replicas}")
+    print(f"  {0:5d} jobs -> KEDA asks for {replicas_for_values(spec, [0.0] * 3)} workers")
+    for jobs, trigger_values, replicas in rows:
+        print(f"  {jobs:5d} jobs -> values {trigger_values} -> KEDA asks for {replicas} workers")
+    assert replicas_for_values(spec, [0.0] * 3) == scaled.min_replicas
+    assert rows[-1][2] == scaled.max_replicas
+    # One waiting job wakes a worker from zero unless the activation threshold is higher.
+    activation = min(t.activation for t in scaled.triggers)
+    assert rows[0][2] == (max(1, scaled.min_replicas) if activation < 1 else scaled.min_replicas)

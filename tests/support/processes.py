@@ -182,6 +182,7 @@ def start_worker(redis_url: str, queue: str, log_path: Path, *, wait_ready: bool
                                "WORKER_METRICS_PORT": free_port(),
                                "WORKER_READY_FILE": log_path.with_suffix(".ready"), **env}),
                    log_path)
+    proc.node = f"{node}@{socket.gethostname()}"  # what Celery's remote control names
     if not wait_ready:
         return proc
     from shared.celery_app import make_celery

@@ -5,7 +5,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from worker.webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, verify
+from worker.webhooks import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, verify
 
 SECRET = "webhook-test-secret"
 
@@ -35,6 +35,7 @@ class Receiver:
                     "at": time.monotonic(), "body": body, "path": self.path,
                     "job_id": self.headers.get("Resq-Job-Id"),
                     "delivery_id": self.headers.get(DELIVERY_HEADER),
+                    "event": self.headers.get(EVENT_HEADER),
                     "verified": verify(SECRET.encode(), self.headers.get(SIGNATURE_HEADER, ""),
                                        body),
                     "tampered_fails": not verify(SECRET.encode(),

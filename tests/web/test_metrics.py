@@ -35,11 +35,11 @@ def test_requests_are_counted_by_route_template(idle_client):
     assert grew("resq_http_requests_total", route="/jobs/<job_id>", method="GET", status="200") == 1
     assert grew("resq_http_requests_total", route="/jobs/<job_id>", method="GET", status="404") == 1
     assert grew("resq_http_requests_total", route="unmatched", method="GET", status="404") == 1
-    assert grew("resq_jobs_submitted_total", form="raw") == 1
+    assert grew("resq_jobs_submitted_total", form="raw", lane="batch") == 1
     assert grew("resq_rejections_total", reason="job_not_found") == 1
     assert grew("resq_http_request_duration_seconds_count", route="/jobs", method="POST",
                 wait="no") == 1
-    assert value(after, "resq_queue_length", queue=idle_client.application
+    assert value(after, "resq_queue_length", lane="batch", queue=idle_client.application
                  .extensions["resq.settings"].queue_name) >= 1
 
 
@@ -47,6 +47,9 @@ def test_waits_are_counted_by_outcome(idle_client):
     before = samples(idle_client)
     idle_client.post("/jobs?wait=0.2", data=jpeg(64, 48), content_type="image/jpeg")
     after = samples(idle_client)
+    # A job whose client waits went to the interactive lane.
+    assert value(after, "resq_jobs_submitted_total", form="raw", lane="interactive") \
+        - value(before, "resq_jobs_submitted_total", form="raw", lane="interactive") == 1
     assert value(after, "resq_waits_total", outcome="timeout") \
         - value(before, "resq_waits_total", outcome="timeout") == 1
     assert value(after, "resq_http_request_duration_seconds_count", route="/jobs",

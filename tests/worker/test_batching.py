@@ -293,3 +293,24 @@ def test_with_overlap_an_input_submitted_alone_runs_with_nothing_else_in_flight(
     assert timeline.events == ["decode 1", "model 1 begins", "model 1 ends", "decode 2",
                                "model 2 begins", "model 2 ends", "decode 3", "model 3 begins",
                                "model 3 ends"]
+
+
+def test_urgent_inputs_go_into_the_next_batch_before_the_rest(make_batcher):
+    """The interactive lane's images (urgent) fill a batch first; the rest keep their
+    order behind them."""
+    gate = threading.Event()
+    model = RecordingModel(gate)
+    batcher = make_batcher(model, max_size=3, max_wait_seconds=30)
+    with batcher.slot() as slot:
+        first = slot.submit(np.full((1,), 0.0))
+    assert model.entered.wait(5)  # the model is busy while the rest arrive
+    with ExitStack() as stack:
+        slots = [stack.enter_context(batcher.slot()) for _ in range(5)]
+        futures = [slot.submit(np.full((1,), float(value)), urgent=value in (4, 5))
+                   for value, slot in zip(range(1, 6), slots, strict=True)]
+    gate.set()
+    first.result(5)
+    rows = {float(f.result(5).logits): f.result().batch_size for f in futures}
+    assert model.sizes == [1, 3, 2]
+    # 4 and 5 came last but ran in the first batch after, with the oldest other (1).
+    assert rows == {4.0: 3, 5.0: 3, 1.0: 3, 2.0: 2, 3.0: 2}

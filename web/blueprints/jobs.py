@@ -28,6 +28,14 @@ def authenticate():
         g.owner = owner
 
 
+def _quota_key() -> str:
+    """Who a new job counts against for `QUEUE_MAX_PER_KEY`: its API key's owner, or
+    the client's address where no keys are needed."""
+    if current_app.extensions["resq.api_keys"].enabled:
+        return f"key:{g.owner}"
+    return f"addr:{request.remote_addr or 'unknown'}"
+
+
 def _service():
     return current_app.extensions["resq.jobs"]
 
@@ -81,7 +89,8 @@ def submit():
     submissions = _intake().read(request)
     if len(submissions) > 1:
         return _submit_many(submissions, key, wait, from_prefer)
-    job, replayed = _service().submit(submissions[0], g.owner, key)
+    job, replayed = _service().submit(submissions[0], g.owner, key, interactive=wait > 0,
+                                      quota_key=_quota_key())
     (job,), waited = _await([job], wait)
     status = 200 if job.status.is_terminal() else 202
     response = _job_response(job, status, waited=waited, from_prefer=from_prefer)
@@ -96,7 +105,9 @@ def _submit_many(submissions, key, wait: float, from_prefer: bool):
         raise InvalidField("Idempotency-Key: send one image per request to use a key",
                            details=[{"field": "Idempotency-Key",
                                      "message": "one image per request"}])
-    jobs = [_service().submit(submission, g.owner)[0] for submission in submissions]
+    jobs = [_service().submit(submission, g.owner, interactive=wait > 0,
+                              quota_key=_quota_key())[0]
+            for submission in submissions]
     jobs, waited = _await(jobs, wait)
     status = 200 if all(job.status.is_terminal() for job in jobs) else 202
     response = jsonify(JobList(jobs=jobs).model_dump(mode="json"))
