@@ -34,5 +34,10 @@ def test_quick_benchmark_writes_json_and_plot(tmp_path):
     assert 0 <= default["cpu_outside_decode_and_model_share"] <= 1
     png = (tmp_path / "latest.png").read_bytes()
     assert png.startswith(b"\x89PNG")
+    # The lanes: every wait behind the backlog answered with its result, and every
+    # job past its deadline ended `expired`.
+    waits, expired = results["lanes"]["interactive_under_backlog"], results["lanes"]["expired"]
+    assert waits["succeeded"] == waits["requests"] == 3
+    assert expired["codes"] == ["expired"] and expired["worker_cpu_ms_per_expired_job"] > 0
     # the ratios are printed last
-    assert "CPU share outside decode and model" in done.stdout.strip().splitlines()[-1]
+    assert "worker CPU per expired job" in done.stdout.strip().splitlines()[-1]
