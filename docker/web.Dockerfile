@@ -4,8 +4,22 @@
 # Build from the repository root:
 #   docker build -f docker/web.Dockerfile --target web -t resq-web .
 #   docker build -f docker/web.Dockerfile --target flower -t resq-flower .
+# Behind a registry mirror: --build-arg PYTHON_IMAGE=mirror.example/python:3.11-slim.
+# Behind a TLS-intercepting proxy: --build-arg EXTRA_CA_CERTS="$(cat proxy-ca.pem)"
+# (PEM text; pip and the image trust it besides the public authorities).
 
-FROM python:3.11-slim AS build
+ARG PYTHON_IMAGE=python:3.11-slim
+
+FROM ${PYTHON_IMAGE} AS base
+ARG EXTRA_CA_CERTS=""
+RUN if [ -n "$EXTRA_CA_CERTS" ]; then \
+        printf '%s\n' "$EXTRA_CA_CERTS" > /usr/local/share/ca-certificates/resq-extra.crt \
+        && update-ca-certificates; \
+    fi
+# pip trusts the system's store (with any extra authority), not only its own copy.
+ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt
+
+FROM base AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 COPY requirements/common.txt requirements/web.txt /tmp/requirements/
@@ -15,7 +29,7 @@ FROM build AS build-flower
 COPY requirements/flower.txt /tmp/requirements/
 RUN /opt/venv/bin/pip install -r /tmp/requirements/flower.txt
 
-FROM python:3.11-slim AS flower
+FROM base AS flower
 RUN useradd --system --uid 10001 --gid 0 --home-dir /nonexistent --shell /usr/sbin/nologin resq
 COPY --from=build-flower /opt/venv /opt/venv
 WORKDIR /app
@@ -28,7 +42,7 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
 # Never anonymous: FLOWER_BASIC_AUTH, or a one-time password on 127.0.0.1 only.
 CMD ["python", "-m", "shared.monitor"]
 
-FROM python:3.11-slim AS web
+FROM base AS web
 RUN useradd --system --uid 10001 --gid 0 --home-dir /nonexistent --shell /usr/sbin/nologin resq
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app

@@ -5,32 +5,53 @@
 # Build from the repository root: docker build -f docker/worker.Dockerfile -t resq-worker .
 # `--build-arg MODEL_PRECISION=int8` bakes the int8 model too (calibrated on
 # worker/calibration/, or on CALIBRATION_DIR copied into the build context).
+# Behind a registry mirror or a TLS-intercepting proxy: PYTHON_IMAGE and
+# EXTRA_CA_CERTS as in web.Dockerfile; TORCH_INDEX_URL and PYPI_INDEX_URL point pip
+# at mirrors (the public defaults: PyTorch's CPU wheels, and PyPI).
 
-FROM python:3.11-slim AS build
+ARG PYTHON_IMAGE=python:3.11-slim
+
+FROM ${PYTHON_IMAGE} AS base
+ARG EXTRA_CA_CERTS=""
+RUN if [ -n "$EXTRA_CA_CERTS" ]; then \
+        printf '%s\n' "$EXTRA_CA_CERTS" > /usr/local/share/ca-certificates/resq-extra.crt \
+        && update-ca-certificates; \
+    fi
+ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt
+
+FROM base AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 COPY requirements/common.txt requirements/worker-runtime.txt requirements/worker.txt \
      /tmp/requirements/
 # CPU-only torch: no CUDA libraries, and only in this stage.
-RUN /opt/venv/bin/pip install --index-url https://download.pytorch.org/whl/cpu \
-        --extra-index-url https://pypi.org/simple -r /tmp/requirements/worker.txt
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+ARG PYPI_INDEX_URL=https://pypi.org/simple
+RUN /opt/venv/bin/pip install --index-url "$TORCH_INDEX_URL" \
+        --extra-index-url "$PYPI_INDEX_URL" -r /tmp/requirements/worker.txt
 WORKDIR /app
 COPY shared/ shared/
 COPY worker/ worker/
-# Bake the weights (IMAGENET1K_V2) and the converted model into the image.
+# Bake the weights (IMAGENET1K_V2) and the converted model into the image
+# (`--build-arg MODEL_WEIGHTS=random` builds one offline, for tests only).
 ARG MODEL_PRECISION=auto
+ARG MODEL_WEIGHTS=imagenet
 ENV TORCH_HOME=/opt/resq/torch COMPILE_CACHE_DIR=/opt/resq/compiled \
-    MODEL_WEIGHTS=imagenet MODEL_ENGINE=openvino MODEL_PRECISION=$MODEL_PRECISION \
+    MODEL_WEIGHTS=$MODEL_WEIGHTS MODEL_ENGINE=openvino MODEL_PRECISION=$MODEL_PRECISION \
     WORKER_METRICS_PORT=0
 RUN /opt/venv/bin/python -m worker.prepare
 
-FROM python:3.11-slim AS runtime
+FROM base AS runtime
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 COPY requirements/common.txt requirements/worker-runtime.txt /tmp/requirements/
-RUN /opt/venv/bin/pip install -r /tmp/requirements/worker-runtime.txt
+ARG PYPI_INDEX_URL=https://pypi.org/simple
+RUN /opt/venv/bin/pip install --index-url "$PYPI_INDEX_URL" \
+        -r /tmp/requirements/worker-runtime.txt
 
-FROM python:3.11-slim AS final
+FROM base AS final
+ARG MODEL_WEIGHTS=imagenet
+ENV MODEL_WEIGHTS=$MODEL_WEIGHTS
 RUN useradd --system --uid 10001 --gid 0 --home-dir /nonexistent --shell /usr/sbin/nologin resq
 COPY --from=runtime /opt/venv /opt/venv
 COPY --from=build /opt/resq /opt/resq
@@ -45,7 +66,6 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     TORCH_HOME=/opt/resq/torch \
     COMPILE_CACHE_DIR=/opt/resq/compiled \
-    MODEL_WEIGHTS=imagenet \
     MODEL_ENGINE=openvino \
     HOME=/tmp
 USER 10001

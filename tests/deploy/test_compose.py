@@ -110,3 +110,30 @@ def test_flower_prometheus_and_grafana_are_wired(services):
     grafana = mounts(services["grafana"])
     assert grafana["/etc/grafana/provisioning"].endswith("deploy/grafana/provisioning")
     assert grafana["/var/lib/grafana/dashboards"].endswith("deploy/grafana/dashboards")
+
+
+def test_images_and_build_arguments_come_from_the_environment():
+    """Public images by default; a user behind a mirror or a proxy sets variables."""
+    mirrored = compose_config(FLOWER_PASSWORD="p", GRAFANA_PASSWORD="g",
+                              PYTHON_IMAGE="mirror.example/python:3.11-slim",
+                              REDIS_IMAGE="mirror.example/redis:7.2-alpine",
+                              PROMETHEUS_IMAGE="mirror.example/prometheus:v2.53.0",
+                              GRAFANA_IMAGE="mirror.example/grafana:11.1.0",
+                              EXTRA_CA_CERTS="-----BEGIN CERTIFICATE-----",
+                              TORCH_INDEX_URL="https://pypi.mirror.example/simple")
+    assert mirrored.returncode == 0, mirrored.stderr
+    found = yaml.safe_load(mirrored.stdout)["services"]
+    assert {name: found[name]["image"] for name in ("redis", "prometheus", "grafana")} == {
+        "redis": "mirror.example/redis:7.2-alpine",
+        "prometheus": "mirror.example/prometheus:v2.53.0",
+        "grafana": "mirror.example/grafana:11.1.0"}
+    for name in ("web", "worker", "flower"):
+        args = found[name]["build"]["args"]
+        assert args["PYTHON_IMAGE"] == "mirror.example/python:3.11-slim"
+        assert args["EXTRA_CA_CERTS"] == "-----BEGIN CERTIFICATE-----"
+    assert found["worker"]["build"]["args"]["TORCH_INDEX_URL"] == \
+        "https://pypi.mirror.example/simple"
+    defaults = yaml.safe_load(compose_config(FLOWER_PASSWORD="p", GRAFANA_PASSWORD="g")
+                              .stdout)["services"]
+    assert defaults["redis"]["image"] == "redis:7.2-alpine"
+    assert defaults["web"]["build"]["args"]["PYTHON_IMAGE"] == "python:3.11-slim"

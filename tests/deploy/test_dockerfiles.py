@@ -91,3 +91,28 @@ def test_the_worker_build_step_runs(tmp_path):
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "runtime ready" in result.stderr
+
+
+@pytest.mark.parametrize("dockerfile", ["web.Dockerfile", "worker.Dockerfile"])
+def test_base_image_and_extra_authority_are_build_arguments_defaulting_to_public(dockerfile):
+    """A user behind a registry mirror names another base image; one behind a
+    TLS-intercepting proxy hands its authority in; without either, the public image."""
+    text = (DOCKER / dockerfile).read_text()
+    assert re.search(r"^ARG PYTHON_IMAGE=python:3\.11-slim$", text, re.MULTILINE)
+    froms = re.findall(r"^FROM\s+(\S+)", text, re.MULTILINE)
+    assert froms[0] == "${PYTHON_IMAGE}"
+    assert all(image in ("${PYTHON_IMAGE}", "base", "build", "build-flower", "runtime")
+               for image in froms), froms  # no public image named past the argument
+    base = stages(DOCKER / dockerfile)["base"]
+    assert 'ARG EXTRA_CA_CERTS=""' in base and "update-ca-certificates" in base
+    assert "PIP_CERT=/etc/ssl/certs/ca-certificates.crt" in base
+
+
+def test_the_worker_build_names_its_indexes_and_weights_as_arguments():
+    build = stages(DOCKER / "worker.Dockerfile")["build"]
+    assert "ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu" in build
+    assert "ARG PYPI_INDEX_URL=https://pypi.org/simple" in build
+    assert '--index-url "$TORCH_INDEX_URL"' in build
+    assert "ARG MODEL_WEIGHTS=imagenet" in build
+    final = stages(DOCKER / "worker.Dockerfile")["final"]
+    assert "ARG MODEL_WEIGHTS=imagenet" in final and "ENV MODEL_WEIGHTS=$MODEL_WEIGHTS" in final
