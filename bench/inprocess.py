@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 
+from bench.load import run_in_threads
 from worker.preprocess import normalise, preprocess
 from worker.weights import WeightsSource
 
@@ -74,12 +75,7 @@ def pipeline(images: list[bytes], engine, settings, threads: int, seconds: float
                         data = next(jobs)
                     classify(data)
 
-            workers = [threading.Thread(target=job_thread)
-                       for _ in range(settings.jobs_in_flight)]
-            for thread in workers:
-                thread.start()
-            for thread in workers:
-                thread.join()
+            run_in_threads(job_thread, settings.jobs_in_flight)
 
         rate = _images_per_second(one_round, settings.jobs_in_flight * 4, seconds)
         latencies = []

@@ -18,6 +18,7 @@ import numpy as np
 import requests
 
 from bench.cpu import ServiceCpu
+from bench.load import run_in_threads
 from shared.celery_app import make_celery
 from shared.lanes import served_lists
 from shared.settings import load_settings
@@ -48,11 +49,7 @@ def _fill(base: str, image: bytes, count: int, query: str = "", clients: int = 8
             with lock:
                 ids.append(job_id)
 
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_in_threads(client, clients)
     return ids
 
 

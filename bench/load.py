@@ -10,6 +10,15 @@ import numpy as np
 import requests
 
 
+def run_in_threads(target, count: int) -> None:
+    """`target` in `count` threads at once; returns when every one has."""
+    threads = [threading.Thread(target=target) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
 def drive(base_url: str, images: list[bytes], concurrency: int, seconds: float,
           min_requests: int = 0) -> dict:
     """`concurrency` clients, each submitting one image and waiting for its result
@@ -45,11 +54,7 @@ def drive(base_url: str, images: list[bytes], concurrency: int, seconds: float,
                 else:
                     failures.append(outcome)
 
-    threads = [threading.Thread(target=client) for _ in range(concurrency)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_in_threads(client, concurrency)
     elapsed = last_done[0] - started
     values = np.array(latencies) if latencies else np.array([np.nan])
     return {
