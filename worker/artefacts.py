@@ -55,11 +55,19 @@ def recorded_digest_matches(package: Path) -> bool:
     return recorded.read_text().strip() == file_digest(package)
 
 
+# Modes of what a cache writes: readable by every user (an image builds its cache as
+# root and runs as another user), writable by the owner alone (what the trust checks
+# require). mkdtemp and mkstemp make 0700 and 0600.
+SHARED_DIRECTORY_MODE = 0o755
+SHARED_FILE_MODE = 0o644
+
+
 def write_atomically(target: Path, text: str) -> None:
     fd, partial = tempfile.mkstemp(dir=target.parent, suffix=".partial")
     try:
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
+        os.chmod(partial, SHARED_FILE_MODE)
         os.replace(partial, target)
     finally:
         Path(partial).unlink(missing_ok=True)

@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from worker.artefacts import (
+    SHARED_FILE_MODE,
     digest_path,
     file_digest,
     first_untrusted,
@@ -63,6 +64,7 @@ def compile_package(module: torch.nn.Module, precision_dtype: torch.dtype, max_b
             torch._inductor.aoti_compile_and_package(
                 exported, package_path=partial, inductor_configs={"freezing": True})
             write_atomically(digest_path(target), file_digest(Path(partial)) + "\n")
+            os.chmod(partial, SHARED_FILE_MODE)
             os.replace(partial, target)
         finally:
             Path(partial).unlink(missing_ok=True)

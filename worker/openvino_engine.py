@@ -33,7 +33,14 @@ from pathlib import Path
 import numpy as np
 
 from shared.settings import Settings
-from worker.artefacts import file_digest, first_untrusted, untrusted_reason, write_atomically
+from worker.artefacts import (
+    SHARED_DIRECTORY_MODE,
+    SHARED_FILE_MODE,
+    file_digest,
+    first_untrusted,
+    untrusted_reason,
+    write_atomically,
+)
 from worker.engine import EngineUnavailable, model_info
 from worker.labels import IMAGENET_CLASSES
 from worker.precision import BF16_FLAGS, cpu_flags
@@ -103,6 +110,9 @@ class IrCache:
         try:
             build(partial)
             write_atomically(partial / "digest", self._digests(partial))
+            partial.chmod(SHARED_DIRECTORY_MODE)
+            for path in partial.iterdir():
+                path.chmod(SHARED_FILE_MODE)
             shutil.rmtree(target, ignore_errors=True)
             partial.rename(target)
         finally:

@@ -102,6 +102,19 @@ def test_a_cached_model_that_no_longer_matches_its_digest_is_converted_again(cro
     np.testing.assert_allclose(engine.infer(crops), again.infer(crops), rtol=1e-5, atol=1e-5)
 
 
+def test_a_cached_model_is_readable_by_other_users_and_writable_by_none(tmp_path):
+    """The worker image converts the model as root in its build and runs as user
+    10001: the IR (and its digest) must be readable by others, as the image built with
+    podman showed it was not (a 0700 directory from mkdtemp), and writable by none."""
+    openvino(tmp_path, "fp32")
+    [ir] = [p for p in (tmp_path / "openvino").iterdir() if p.name.startswith("resnet50-")]
+    for path in (ir, *ir.iterdir()):
+        mode = path.stat().st_mode & 0o777
+        readable = 0o055 if path.is_dir() else 0o044
+        assert mode & readable == readable, f"{path.name}: {oct(mode)}"
+        assert not mode & 0o022, f"{path.name}: {oct(mode)}"
+
+
 def test_a_cache_others_may_write_is_refused(tmp_path):
     (tmp_path / "openvino").mkdir()
     (tmp_path / "openvino").chmod(0o777)
