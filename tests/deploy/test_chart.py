@@ -89,7 +89,8 @@ def test_labels_follow_helm_conventions_and_selectors_match_pods(rendered):
         assert selects_pods(policy["spec"]["podSelector"]["matchLabels"])
         for rule in policy["spec"].get("ingress", []):
             for peer in rule.get("from", []):
-                assert selects_pods(peer["podSelector"]["matchLabels"])
+                if "podSelector" in peer:  # else another namespace's (KEDA's operator)
+                    assert selects_pods(peer["podSelector"]["matchLabels"])
     for scaler in by_kind(objects, "HorizontalPodAutoscaler") + by_kind(objects, "ScaledObject"):
         target = scaler["spec"]["scaleTargetRef"]
         named(objects, target.get("kind", "Deployment"), target["name"])
@@ -175,6 +176,22 @@ def test_defaults_carry_the_seed_resources_and_consistent_scale_in_settings(rend
         "scaleDown"]
     assert scale_down["policies"] == [{"type": "Pods", "value": 1, "periodSeconds": 60}]
     assert "KEDA" in notes and "demo-resq-web" in notes
+
+
+def test_kedas_operator_may_reach_redis_through_the_network_policy(renderer, tmp_path):
+    """The redis triggers are read by KEDA's operator, from its own namespace: with the
+    network policies on, Redis must admit it (or the lists can never wake workers)."""
+    objects, _ = render(renderer, {}, tmp_path)
+    policy = named(objects, "NetworkPolicy", "demo-resq-redis")["spec"]
+    peers = [peer for rule in policy["ingress"] for peer in rule["from"]]
+    assert {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "keda"}}} \
+        in peers
+    elsewhere, _ = render(renderer, {"worker": {"keda": {"operatorNamespace": "autoscaling"}}},
+                          tmp_path)
+    peers = [peer for rule in named(elsewhere, "NetworkPolicy", "demo-resq-redis")["spec"][
+        "ingress"] for peer in rule["from"]]
+    assert {"namespaceSelector": {"matchLabels": {
+        "kubernetes.io/metadata.name": "autoscaling"}}} in peers
 
 
 def test_scale_to_zero_and_external_redis_render_as_asked(renderer, tmp_path):
