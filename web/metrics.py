@@ -50,7 +50,7 @@ SUBMITTED = Counter("resq_jobs_submitted_total", "Jobs accepted, by input form a
                     ["form", "lane"])
 EXPIRED = Counter("resq_jobs_expired_total",
                   "Queued jobs the web tier ended `expired` when it read them past their "
-                  "deadline (workers count theirs in resq_jobs_total{code=\"expired\"})")
+                  "deadline (workers count theirs in resq_worker_jobs_total{code=\"expired\"})")
 WAITS = Counter("resq_waits_total",
                 "Requests that asked to wait for a job's result, by outcome: `result` (the "
                 "job finished within the wait), `timeout`, or `declined` (every wait slot "

@@ -36,10 +36,12 @@ import uuid
 import redis
 
 from shared.celery_app import UNACKED_KEY
+from shared.errors import JobExpired
 from shared.job_records import RECORD_PREFIX
 from shared.job_store import JobStore
 from shared.jobs import JobStatus
 from shared.lanes import Lane, lane_list
+from worker import metrics
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +134,8 @@ class LostJobSweeper:
                 self.records.drop_inflight(job_id)  # ended, or its record expired
             elif status.decode() == JobStatus.QUEUED.value:
                 if deadline_at and 0 < float(deadline_at) < now:
-                    self.store.expire(job_id)  # nobody took it in time: it never runs
+                    if self.store.expire(job_id):  # nobody took it in time: it never runs
+                        metrics.job_finished("failed", JobExpired.code)
                     continue
                 missing[job_id] = stale[job_id.encode()]
                 lanes[job_id] = (lane or b"batch").decode()

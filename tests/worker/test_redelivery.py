@@ -71,3 +71,30 @@ def test_a_sweeper_of_another_queue_does_not_hold_this_queues_sweep(idle_setting
         sweeper.stop()
         client.delete(LOCK_PREFIX + "some-other-queue")
     assert queued_ids(client, queue) == [lost]
+
+
+def test_the_sweeper_expires_a_queued_job_past_its_deadline_instead_of_resending_it(
+        idle_settings):
+    """A job nobody took before its deadline (no worker read it, no client read it)
+    ends `expired` at the next sweep, counted, and is never sent again."""
+    from prometheus_client import REGISTRY
+
+    queue = idle_settings.queue_name
+    client = redis.Redis.from_url(idle_settings.redis_url)
+    store = JobStore(client, make_celery(idle_settings), queue=queue,
+                     ttl_seconds=idle_settings.result_ttl_seconds)
+    job = store.create("expiring-" + queue, top_k=5, form="raw", image=jpeg(),
+                       deadline_seconds=1)
+    client.delete(queue)  # its message lost too: a resend would be the sweeper's reflex
+
+    def expired_count() -> float:
+        return REGISTRY.get_sample_value("resq_worker_jobs_total",
+                                         {"outcome": "failed", "code": "expired"}) or 0.0
+
+    before = expired_count()
+    sweeper = LostJobSweeper(client, store, stale_after=60, interval=1)
+    assert sweeper.sweep_once(now=job.created_at + 120) == []  # nothing re-sent
+    record = store.record(job.id)
+    assert record.status.value == "failed" and record.error["code"] == "expired"
+    assert expired_count() == before + 1
+    assert client.llen(queue) == 0
