@@ -6,10 +6,14 @@ are refused. Every listener is on loopback."""
 
 import itertools
 import json
+import time
 import uuid
+from contextlib import contextmanager
 
 import pytest
 
+from shared.celery_app import make_celery
+from shared.lanes import served_lists
 from tests.conftest import make_settings, running_app
 from tests.support.http_server import Trap
 from tests.support.images import jpeg
@@ -19,7 +23,7 @@ from tests.support.webhook_receiver import SECRET, Receiver
 pytestmark = pytest.mark.processes
 
 @pytest.fixture(scope="module")
-def hooked(redis_url, tmp_path_factory):
+def hooked_stack(redis_url, tmp_path_factory):
     """A worker and an app that share WEBHOOK_SECRET; webhooks may reach 127.0.0.1
     (where the receivers listen) and nothing else that is not public."""
     queue = f"hooks-{uuid.uuid4().hex[:6]}"
@@ -28,8 +32,27 @@ def hooked(redis_url, tmp_path_factory):
                           URL_FETCH_ALLOW_PORTS="any")
     settings = make_settings(redis_url, queue_name=queue, webhook_secret=SECRET)
     with running_app(settings) as app:
-        yield app.test_client()
+        yield app.test_client(), worker, settings
     worker.stop()
+
+
+@pytest.fixture()
+def hooked(hooked_stack):
+    return hooked_stack[0]
+
+
+@contextmanager
+def taking_no_jobs(worker, settings):
+    """The worker stops taking jobs (Celery's remote control cancels its consumers)
+    while its webhook dispatchers go on; it takes them again afterwards, in its order."""
+    control = make_celery(settings).control
+    for name in served_lists(settings.queue_name):
+        control.cancel_consumer(name, destination=[worker.node], reply=True, timeout=10)
+    try:
+        yield
+    finally:
+        for name in served_lists(settings.queue_name):
+            control.add_consumer(name, destination=[worker.node], reply=True, timeout=10)
 
 
 def test_a_finished_job_is_posted_signed_to_its_webhook(hooked):
@@ -68,14 +91,20 @@ def test_a_job_that_asks_for_started_gets_it_before_completed(hooked):
     assert len({d["delivery_id"] for d in receiver.deliveries}) == 3
 
 
-def test_a_job_that_expires_in_the_queue_still_gets_its_webhook(hooked):
-    """A deadline of 1 ms passes before any worker can take the job (its message
-    alone takes longer to arrive): it ends `expired`, unrun, and its webhook says so."""
+def test_a_job_that_expires_in_the_queue_still_gets_its_webhook(hooked_stack):
+    """While no worker takes jobs, a job's deadline passes: reading it ends it
+    `expired`, unrun, and its webhook (sent by the worker's dispatchers) says so."""
+    hooked, worker, settings = hooked_stack
     receiver = Receiver()
     try:
-        job_id = hooked.post(f"/jobs?webhook={receiver.url}&deadline_seconds=0.001",
-                             data=jpeg(), content_type="image/jpeg").get_json()["id"]
-        await_condition(lambda: receiver.deliveries, 60, "the webhook delivery")
+        with taking_no_jobs(worker, settings):
+            job = hooked.post(f"/jobs?webhook={receiver.url}&deadline_seconds=0.2",
+                              data=jpeg(), content_type="image/jpeg").get_json()
+            job_id = job["id"]
+            await_condition(lambda: time.time() > job["created_at"] + 0.2, 30,
+                            "the deadline to pass")
+            assert hooked.get(f"/jobs/{job_id}").get_json()["error"]["code"] == "expired"
+            await_condition(lambda: receiver.deliveries, 60, "the webhook delivery")
     finally:
         receiver.close()
     (delivery,) = receiver.deliveries

@@ -5,8 +5,8 @@ Kubernetes here). As documented by both projects:
 - KEDA polls each trigger every `pollingInterval`. A trigger is active when its
   value is above its activation threshold (`activationListLength`,
   `activationTargetValue`). With `minReplicaCount` 0, KEDA takes the workload from
-  0 to 1 when any trigger is active, and back to 0 once none has been active for
-  `cooldownPeriod`.
+  0 to 1 when any trigger is active (and the HPA on from there, applied here in the
+  same poll), and back to 0 once none has been active for `cooldownPeriod`.
 - Above zero the HPA decides. Each trigger is an `AverageValue` metric, so it asks
   for ceil(value / target) replicas; the HPA takes the largest, leaves the count
   alone within its 10 % tolerance, clamps it to [max(min, 1), max], scales up at
@@ -125,7 +125,9 @@ class ScaledObject:
         if self.min_replicas == 0:
             idle_for = math.inf if self._last_active is None else now - self._last_active
             if current == 0:
-                return 1 if self.active(values) else 0
+                # KEDA takes it to 1; the HPA, now in charge, acts on the same values
+                # (its own sync loop, compressed here as every interval is).
+                return self.hpa_wants(values, 1) if self.active(values) else 0
             if not self.active(values) and idle_for >= self.cooldown:
                 self._history.clear()
                 return 0
