@@ -17,12 +17,16 @@ from shared.errors import RateLimited
 from web.auth import ApiKeys
 
 
-def rate_key(keys: ApiKeys) -> str:
-    if keys.enabled:
-        owner = keys.owner_of(request)
-        if owner is not None:
-            return f"key:{owner}"
+def caller_key(owner: str | None) -> str:
+    """Who a request counts against (rate limit, queue quota): its API key's owner, or
+    its client address where there is no valid key."""
+    if owner is not None:
+        return f"key:{owner}"
     return f"addr:{request.remote_addr or 'unknown'}"
+
+
+def rate_key(keys: ApiKeys) -> str:
+    return caller_key(keys.owner_of(request) if keys.enabled else None)
 
 
 def request_cost(keys: ApiKeys) -> int:

@@ -10,6 +10,7 @@ from shared.errors import InvalidField, Unauthorized
 from shared.jobs import Job, JobList
 from web import metrics
 from web.idempotency import check_key
+from web.rate_limits import caller_key
 from web.waiting import requested_wait
 
 bp = Blueprint("jobs", __name__)
@@ -29,11 +30,8 @@ def authenticate():
 
 
 def _quota_key() -> str:
-    """Who a new job counts against for `QUEUE_MAX_PER_KEY`: its API key's owner, or
-    the client's address where no keys are needed."""
-    if current_app.extensions["resq.api_keys"].enabled:
-        return f"key:{g.owner}"
-    return f"addr:{request.remote_addr or 'unknown'}"
+    """Who a new job counts against for `QUEUE_MAX_PER_KEY`: as for the rate limit."""
+    return caller_key(g.owner if current_app.extensions["resq.api_keys"].enabled else None)
 
 
 def _service():
