@@ -4,7 +4,7 @@ lacks passes every other test and fails only in the container. Here each tier's
 modules are imported with only its image's distributions visible
 (tests/support/image_imports.py). Caught: the worker image had no urllib3 (the
 webhook sender) nor certifi (shared.pinned_http), so `python -m worker` died at
-import in the container."""
+import in the container, and then no `packaging` (kombu's redis transport)."""
 
 import json
 import subprocess
@@ -19,18 +19,27 @@ from tests.support.processes import ROOT, base_env
 # worker image does not offer. Everything else must import without torch.
 TORCH_ONLY = {"worker.compiled", "worker.model", "worker.torch_engine"}
 
+# What the processes import only when they run, by a name in their configuration:
+# Celery's transport and result backend (from REDIS_URL), its pool, gunicorn's
+# worker class. Caught: kombu's redis transport needs `packaging`, which only the web
+# image had, so the worker image died as Celery connected.
+CELERY = ["kombu.transport.redis", "celery.backends.redis"]
 IMAGES = {
-    # image: (requirements files its Dockerfile installs, packages it copies)
-    "web": (["web.txt"], ["web", "shared"]),
-    "flower": (["web.txt", "flower.txt"], ["shared"]),
-    "worker": (["worker-runtime.txt"], ["worker", "shared"]),
+    # image: (requirements files its Dockerfile installs, packages it copies,
+    #         modules loaded by name at run time)
+    "web": (["web.txt"], ["web", "shared"], [*CELERY, "gunicorn.workers.gthread"]),
+    "flower": (["web.txt", "flower.txt"], ["shared"], [*CELERY, "flower.command"]),
+    "worker": (["worker-runtime.txt"], ["worker", "shared"],
+               [*CELERY, "celery.concurrency.thread", "openvino"]),
 }
 
 
-def unimportable(requirements: list[str], packages: list[str]) -> dict[str, str]:
+def unimportable(requirements: list[str], packages: list[str],
+                 modules: list[str] = ()) -> dict[str, str]:
     files = ",".join(str(ROOT / "requirements" / name) for name in requirements)
     result = subprocess.run(
-        [sys.executable, str(ROOT / "tests/support/image_imports.py"), files, *packages],
+        [sys.executable, str(ROOT / "tests/support/image_imports.py"), files, *packages,
+         "--", *modules],
         cwd=ROOT, env=base_env(), capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)

@@ -1,5 +1,5 @@
-"""`python tests/support/image_imports.py REQUIREMENTS[,REQUIREMENTS] PACKAGE...`:
-import every module of PACKAGE... as an image would, where only the distributions
+"""`python tests/support/image_imports.py REQUIREMENTS[,REQUIREMENTS] PACKAGE... [-- MODULE...]`:
+import every module of PACKAGE... (and each MODULE) as an image would, where only the distributions
 pinned in the REQUIREMENTS files (and what they include with `-r`) are installed.
 This virtualenv has everything (dev requirements), so a finder refuses any module
 whose distribution the files do not pin. Prints {module: error} as JSON for each
@@ -56,8 +56,15 @@ def main(argv: list[str]) -> int:
     for requirements in argv[0].split(","):
         installed |= pinned(Path(requirements))
     sys.meta_path.insert(0, Uninstalled(installed))
-    packages = argv[1:]
+    names = argv[1:]
+    packages, modules = (names[:names.index("--")], names[names.index("--") + 1:]) \
+        if "--" in names else (names, [])
     failed = {}
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError as error:
+            failed[name] = str(error)
     for package in packages:
         root = importlib.import_module(package)
         for module in pkgutil.walk_packages(root.__path__, f"{package}."):
