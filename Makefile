@@ -112,7 +112,7 @@ test: $(STAMP)
 
 # Leaves out the groups that start processes of their own, kill them, drive a
 # browser, run Prometheus or compile the model (markers in pyproject.toml).
-FAST_MARKERS := not (processes or chaos or browser or prometheus or compile)
+FAST_MARKERS := not (processes or chaos or browser or prometheus or compile or containers)
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "$(FAST_MARKERS)" $(PYTEST_ARGS)
 

@@ -11,6 +11,9 @@
 ARG PYTHON_IMAGE=python:3.11-slim
 
 FROM ${PYTHON_IMAGE} AS base
+# On every stage and image built here: stale build layers of resq can be pruned
+# without touching anything else (podman image prune --filter label=io.resq.project).
+LABEL io.resq.project="resq"
 ARG EXTRA_CA_CERTS=""
 RUN if [ -n "$EXTRA_CA_CERTS" ]; then \
         printf '%s\n' "$EXTRA_CA_CERTS" > /usr/local/share/ca-certificates/resq-extra.crt \
@@ -30,6 +33,7 @@ COPY requirements/flower.txt /tmp/requirements/
 RUN /opt/venv/bin/pip install -r /tmp/requirements/flower.txt
 
 FROM base AS flower
+LABEL org.opencontainers.image.title="resq-flower"
 RUN useradd --system --uid 10001 --gid 0 --home-dir /nonexistent --shell /usr/sbin/nologin resq
 COPY --from=build-flower /opt/venv /opt/venv
 WORKDIR /app
@@ -43,6 +47,7 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
 CMD ["python", "-m", "shared.monitor"]
 
 FROM base AS web
+LABEL org.opencontainers.image.title="resq-web"
 RUN useradd --system --uid 10001 --gid 0 --home-dir /nonexistent --shell /usr/sbin/nologin resq
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app

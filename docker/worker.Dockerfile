@@ -12,6 +12,9 @@
 ARG PYTHON_IMAGE=python:3.11-slim
 
 FROM ${PYTHON_IMAGE} AS base
+# On every stage and image built here: stale build layers of resq can be pruned
+# without touching anything else (podman image prune --filter label=io.resq.project).
+LABEL io.resq.project="resq"
 ARG EXTRA_CA_CERTS=""
 RUN if [ -n "$EXTRA_CA_CERTS" ]; then \
         printf '%s\n' "$EXTRA_CA_CERTS" > /usr/local/share/ca-certificates/resq-extra.crt \
@@ -50,6 +53,7 @@ RUN /opt/venv/bin/pip install --index-url "$PYPI_INDEX_URL" \
         -r /tmp/requirements/worker-runtime.txt
 
 FROM base AS final
+LABEL org.opencontainers.image.title="resq-worker"
 ARG MODEL_WEIGHTS=imagenet
 ENV MODEL_WEIGHTS=$MODEL_WEIGHTS
 RUN useradd --system --uid 10001 --gid 0 --home-dir /nonexistent --shell /usr/sbin/nologin resq
