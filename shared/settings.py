@@ -101,7 +101,8 @@ class Settings(BaseSettings):
     model_weights: str = "imagenet"
     """`imagenet` (torchvision's IMAGENET1K_V2 from the cache under `TORCH_HOME`,
     downloaded there when online), a path to a ResNet50 state_dict file, or
-    `random` (untrained weights: for tests and offline demos only)."""
+    `random` (untrained weights: for tests and offline demos only). Only workers read
+    the file: a missing one stops a worker at start (exit 3), not the other tiers."""
 
     model_engine: ModelEngine = ModelEngine.AUTO
     """`auto` (OpenVINO, falling back to torch with a warning where it cannot load),
@@ -290,15 +291,11 @@ class Settings(BaseSettings):
     @field_validator("model_weights")
     @classmethod
     def _weights(cls, value: str) -> str:
+        # Only the form: a file is checked by the worker that loads it (exit 3), since
+        # every tier reads these settings and only workers mount the weights.
         value = value.strip()
-        if value in ("imagenet", "random"):
-            return value
         if not value:
             raise ValueError("must be `imagenet`, `random` or a path to a state_dict file")
-        if not Path(value).is_file():
-            raise ValueError(
-                f"{value!r} is neither `imagenet`, `random` nor an existing state_dict file"
-            )
         return value
 
     @field_validator("url_fetch_allow_networks", mode="before")

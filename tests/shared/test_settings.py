@@ -30,7 +30,7 @@ def test_one_clear_line_per_bad_value(monkeypatch):
     monkeypatch.setenv("PORT", "eighty")
     monkeypatch.setenv("MODEL_PRECISION", "fp8")
     monkeypatch.setenv("REDIS_URL", "http://localhost")
-    monkeypatch.setenv("MODEL_WEIGHTS", "/nonexistent/weights.pth")
+    monkeypatch.setenv("MODEL_WEIGHTS", " ")
     with pytest.raises(SettingsError) as caught:
         load_settings()
     lines = str(caught.value).splitlines()[1:]
@@ -39,6 +39,14 @@ def test_one_clear_line_per_bad_value(monkeypatch):
     assert any(line.startswith("MODEL_PRECISION:") and "'fp8'" in line for line in lines)
     assert any(line.startswith("REDIS_URL:") and "redis://" in line for line in lines)
     assert any(line.startswith("MODEL_WEIGHTS:") and "state_dict" in line for line in lines)
+
+
+def test_a_weights_file_only_workers_have_does_not_stop_the_other_tiers(monkeypatch):
+    """The chart and compose give every tier the same settings, and a weights file is
+    mounted on workers only: the web tier and Flower must start without it (the
+    worker checks the file itself, tests/worker/test_worker_process.py)."""
+    monkeypatch.setenv("MODEL_WEIGHTS", "/mnt/weights/resnet50-finetuned.pth")
+    assert load_settings().model_weights == "/mnt/weights/resnet50-finetuned.pth"
 
 
 @pytest.mark.parametrize("value", ["alice", "alice:", ":secret"])

@@ -29,6 +29,13 @@ def test_refuses_to_start_without_reachable_weights(tmp_path):
     assert not any((tmp_path / "hub" / "checkpoints").glob("*.pth"))
 
 
+def test_refuses_to_start_without_its_weights_file(tmp_path):
+    missing = tmp_path / "resnet50-finetuned.pth"
+    done = run_worker(MODEL_WEIGHTS=str(missing), REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+    assert done.returncode == 3
+    assert "cannot start" in done.stderr and str(missing) in done.stderr
+
+
 def test_refuses_bad_settings_with_one_line_each():
     done = run_worker(MODEL_PRECISION="fp8", BATCH_MAX_SIZE="0")
     assert done.returncode == 2
