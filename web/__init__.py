@@ -7,8 +7,6 @@ nothing here may import prometheus_client before that."""
 
 from __future__ import annotations
 
-VERSION = "0.1.0"
-
 
 def create_app(settings=None):
     """Build the Flask app (`web.app.create_app`)."""

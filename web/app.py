@@ -6,12 +6,13 @@ import logging
 
 from flask import Flask
 
+from shared import __version__
 from shared.celery_app import make_celery
 from shared.queue_metrics import QueueCollector
 from shared.redis_client import connect
 from shared.settings import Settings, get_settings
 from shared.url_guard import AddressPolicy
-from web import VERSION, metrics
+from web import metrics
 from web.auth import ApiKeys
 from web.blueprints import docs, jobs, page, probes, scaling
 from web.errors import register_error_handlers
@@ -57,7 +58,7 @@ def create_app(settings: Settings | None = None) -> Flask:
                                                 settings.url_fetch_allow_ports)),
         webhooks_enabled=bool(settings.webhook_secret.get_secret_value()),
     )
-    app.extensions["resq.openapi"] = build_openapi(VERSION)
+    app.extensions["resq.openapi"] = build_openapi(__version__)
     app.extensions["resq.wait_slots"] = WaitSlots.for_threads(
         settings.web_threads, settings.wait_max_concurrent, settings.wait_max_per_key)
 

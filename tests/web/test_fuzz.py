@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
+from shared import __version__ as VERSION
 from tests.conftest import make_settings, running_app
-from web import VERSION
 from web.openapi import build_openapi
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
