@@ -50,10 +50,6 @@ class ImageInfo:
     height: int
     mode: str
 
-    @property
-    def pixels(self) -> int:
-        return self.width * self.height
-
 
 def open_image(data: bytes, max_pixels: int, max_decode_bytes: int | None = None
                ) -> Image.Image:

@@ -10,7 +10,7 @@ from flask import Request
 from pydantic import BaseModel, ValidationError
 
 from shared.errors import BadRequest, InvalidField, PayloadTooLarge, UnsupportedMediaType
-from shared.images import ACCEPTED_MEDIA_TYPES, ImageInfo, inspect_image
+from shared.images import ACCEPTED_MEDIA_TYPES, inspect_image
 from shared.jobs import InputForm, SubmitOptions, UrlSubmission
 from shared.pinned_http import url_parts
 from web.idempotency import fingerprint
@@ -23,7 +23,6 @@ MAX_IMAGES_PER_REQUEST = 32
 @dataclass(frozen=True)
 class Submission:
     image: bytes
-    info: ImageInfo
     form: InputForm
     options: SubmitOptions
     url: str | None = None
@@ -82,9 +81,9 @@ class Intake:
         submissions = []
         for image in images:
             self._check_size(image)
-            info = inspect_image(image, self.max_image_pixels, self.max_decode_bytes)
-            submissions.append(Submission(image=image, info=info, form=form, options=options,
-                                          url=url))
+            # Refuses what is not a decodable image within the limits (ImageError).
+            inspect_image(image, self.max_image_pixels, self.max_decode_bytes)
+            submissions.append(Submission(image=image, form=form, options=options, url=url))
         return submissions
 
     def _check_webhook(self, url: str) -> None:

@@ -34,6 +34,8 @@ store = JobStore(client, app, queue=settings.queue_name,
 worker_id = new_worker_id()
 heartbeat = Heartbeat(client, settings.queue_name, worker_id,
                       interval=settings.worker_heartbeat_seconds)
+sweeper = LostJobSweeper(client, store, stale_after=settings.visibility_timeout_seconds,
+                         interval=min(10.0, settings.visibility_timeout_seconds))
 register_tasks(app, settings, store, worker_id)
 log = logging.getLogger(__name__)
 
@@ -74,7 +76,9 @@ def _released(task_id=None, **_):
 
 @worker_shutdown.connect
 def _stop_beating(**_):
+    # A worker that stops beating stops sweeping too: the live ones sweep after it.
     heartbeat.stop()
+    sweeper.stop()
 
 
 def _stalled_seconds() -> float | None:
@@ -93,8 +97,7 @@ def _load_model_before_consuming(**_):
     settings.worker_ready_file.unlink(missing_ok=True)
     load_runtime(settings)
     heartbeat.start()
-    LostJobSweeper(client, store, stale_after=settings.visibility_timeout_seconds,
-                   interval=min(10.0, settings.visibility_timeout_seconds)).start()
+    sweeper.start()
     sender = WebhookSender(store, secret=settings.webhook_secret.get_secret_value().encode(),
                            timeout=settings.webhook_timeout_seconds,
                            policy=AddressPolicy(settings.url_fetch_allow_networks,
