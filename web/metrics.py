@@ -14,6 +14,7 @@ dashboards and ratios read 0, not "no data", before the first event.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 
@@ -30,11 +31,12 @@ from prometheus_client import (
 from prometheus_client.registry import Collector
 
 from shared.capacity import CapacityCollector
-from shared.errors import error_codes
+from shared.errors import InvalidField, error_codes
 from shared.jobs import InputForm
 from shared.lanes import Lane
 from shared.queue_metrics import QueueCollector
 from web.process_metrics import ProcessGroupCollector
+from web.waiting import requested_wait
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -126,10 +128,14 @@ def _route() -> str:
 
 
 def _asked_to_wait() -> bool:
-    value = request.args.get("wait", "").strip().lower()
-    if value and value not in ("0", "false", "no"):
-        return True
-    return "wait=" in request.headers.get("Prefer", "").lower()
+    """Whether the request waits, read by the handler's own parser (web/waiting.py);
+    a `wait` it refuses (400) did not wait."""
+    try:
+        seconds, _ = requested_wait(request.args.get("wait"), request.headers.get("Prefer"),
+                                    cap=math.inf)
+    except InvalidField:
+        return False
+    return seconds > 0
 
 
 def install(app: Flask, queue: QueueCollector) -> None:

@@ -56,3 +56,23 @@ def test_waits_are_counted_by_outcome(idle_client):
                  method="POST", wait="yes") \
         - value(before, "resq_http_request_duration_seconds_count", route="/jobs",
                 method="POST", wait="yes") == 1
+
+
+def test_the_wait_label_reads_wait_as_the_handler_does(idle_client):
+    """`wait` in the duration histogram says whether the request really waited, by the
+    same parser the handler uses (web/waiting.py): `?wait=0.0` and a `Prefer: wait=0`
+    do not wait, and neither does a preference the server ignores."""
+    asked = [({"query_string": "wait=0.0"}, "no"), ({"query_string": "wait=no"}, "no"),
+             ({"headers": {"Prefer": "wait=0"}}, "no"),
+             ({"headers": {"Prefer": "wait=soon"}}, "no"),
+             ({"query_string": "wait=0.1"}, "yes")]
+    for request, label in asked:
+        before = samples(idle_client)
+        idle_client.post("/jobs", data=jpeg(64, 48), content_type="image/jpeg", **request)
+        after = samples(idle_client)
+        counted = {waited: value(after, "resq_http_request_duration_seconds_count",
+                                 route="/jobs", method="POST", wait=waited)
+                   - value(before, "resq_http_request_duration_seconds_count",
+                           route="/jobs", method="POST", wait=waited)
+                   for waited in ("yes", "no")}
+        assert counted[label] == 1 and sum(counted.values()) == 1, (request, counted)
