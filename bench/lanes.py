@@ -1,5 +1,5 @@
 """Short waits under a backlog, and what expired jobs cost a worker: the two lanes'
-and the deadlines' figures (README's "Two lanes" and "Deadlines").
+and the deadlines' figures (docs/api.md's "Two lanes" and "Deadlines").
 
 - `interactive_under_backlog`: `backlog` batch jobs queued on one worker, then one
   request with `?wait=30` a second: each one's answer time, against the pipeline's

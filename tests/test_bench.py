@@ -1,5 +1,5 @@
 """`python -m bench --quick` keeps the benchmark working: it starts the real stack,
-drives it, and writes the JSON and the plot with every key the README names.
+drives it, and writes the JSON and the plot with every key docs/performance.md names.
 (No timing is asserted: performance is read from `make bench`, not from tests.)"""
 
 import json

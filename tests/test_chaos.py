@@ -13,7 +13,7 @@ Every accepted job (a 202 with an id) is classified as queue tests do:
   may carry it twice, which the receiver drops by its id).
 Asserts lost = unexpected = changed = 0, exactly one delivery per job, and prints
 the counts and recovery times.
-Clients behave as the README asks: on 503 or a refused connection they retry.
+Clients behave as docs/clients.md asks: on 503 or a refused connection they retry.
 """
 
 import json

@@ -65,7 +65,7 @@ _TOP_K = {
 _WEBHOOK = {
     "name": "webhook", "in": "query", "required": False,
     "description": "http(s) URL that gets the finished job by POST, signed in "
-                   "`Resq-Signature` (see the README); the server must set WEBHOOK_SECRET.",
+                   "`Resq-Signature` (see docs/clients.md); the server must set WEBHOOK_SECRET.",
     "schema": {"type": "string", "format": "uri", "maxLength": 2048},
 }
 _WEBHOOK_EVENTS = {

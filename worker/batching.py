@@ -4,7 +4,7 @@ decode all its images (in parallel across the cores), then one forward pass.
 With `overlap` (the service's default), the model runs on a thread of its own and
 the next batch is decoded while the current one is in the model: a pipeline two
 batches deep, which fills the gaps the job threads' Celery and Redis work leave in
-each phase (see the README's performance notes for what it measured). Without it
+each phase (see docs/performance.md for what it measured). Without it
 the phases take turns, so the model's threads never compete with decoding for a
 core.
 

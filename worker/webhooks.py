@@ -52,7 +52,7 @@ def signature(secret: bytes, timestamp: int, body: bytes) -> str:
 
 def verify(secret: bytes, header: str, body: bytes, *, tolerance: float = 300,
            now: float | None = None) -> bool:
-    """What a receiver does (also documented in the README)."""
+    """What a receiver does (also documented in docs/clients.md)."""
     fields = dict(part.split("=", 1) for part in header.split(",") if "=" in part)
     try:
         timestamp = int(fields["t"])
