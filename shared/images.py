@@ -5,7 +5,6 @@ any pixel is decoded."""
 from __future__ import annotations
 
 import io
-import warnings
 from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
@@ -20,9 +19,9 @@ ACCEPTED_MEDIA_TYPES: frozenset[str] = frozenset(
      "image/bmp", "image/x-ms-bmp", "image/tiff"}
 )
 
-# Our own pixel limit is checked explicitly; Pillow's is kept as a second net and its
-# warning is turned into an error so a decompression bomb never decodes.
-warnings.simplefilter("error", Image.DecompressionBombWarning)
+# Our own pixel limit is checked explicitly; Pillow's is kept as a second net, its
+# warning turned into an error by each tier's entry point
+# (`shared.patches.refuse_decompression_bombs`).
 
 
 # Peak bytes a pixel that decoding an image of each mode to RGB costs a worker,

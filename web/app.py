@@ -8,6 +8,7 @@ from flask import Flask
 
 from shared import __version__
 from shared.celery_app import make_celery
+from shared.patches import refuse_decompression_bombs
 from shared.queue_metrics import QueueCollector
 from shared.redis_client import connect
 from shared.settings import Settings, get_settings
@@ -34,6 +35,7 @@ MAX_FORM_FIELD_BYTES = 1024 * 1024
 
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or get_settings()
+    refuse_decompression_bombs()
     app = Flask(__name__, static_folder=None)
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_upload_bytes + MULTIPART_OVERHEAD,

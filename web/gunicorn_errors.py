@@ -3,7 +3,7 @@ request line or header over gunicorn's limits, a malformed request): the same
 `{"error": {"code", "message"}}` body as every other resq error, not an HTML page.
 
 gunicorn writes these through `gunicorn.util.write_error`; `install()` (called by
-`web.gunicorn_conf`) replaces that one function.
+`web.gunicorn_conf`) replaces that one function, through `shared.patches`.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 
 import gunicorn.util
+
+from shared.patches import gunicorn_json_errors
 
 CODES = {400: "bad_request", 403: "forbidden", 414: "uri_too_long",
          417: "expectation_failed", 431: "request_header_fields_too_large",
@@ -30,4 +32,4 @@ def write_json_error(sock, status_int: int, reason: str, mesg: str) -> None:
 
 
 def install() -> None:
-    gunicorn.util.write_error = write_json_error
+    gunicorn_json_errors(write_json_error)

@@ -21,6 +21,9 @@ def main(argv: list[str]) -> int:
     from shared.log_format import configure
 
     configure(settings.log_level, settings.log_format)
+    from shared.patches import refuse_decompression_bombs
+
+    refuse_decompression_bombs()
 
     from worker.weights import WeightsUnavailable, resolve_weights
 

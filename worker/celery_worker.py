@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 
-from celery._state import get_current_task
+from celery import current_task
 from celery.signals import setup_logging, task_postrun, task_received, worker_init, worker_shutdown
 
 from shared import log_format
@@ -44,9 +44,8 @@ class CurrentJob(logging.Filter):
     """Adds the running task's id as `job_id` to records logged inside a task."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        task = get_current_task()
-        if task is not None and not hasattr(record, "job_id"):
-            record.job_id = task.request.id
+        if current_task and not hasattr(record, "job_id"):
+            record.job_id = current_task.request.id
         return True
 
 
