@@ -97,7 +97,7 @@ run: $(STAMP)
 	}
 	supervise worker --live "http://127.0.0.1:$${WORKER_METRICS_PORT:-9540}/healthz" $(PY) -m worker & pids+=($$!)
 	supervise web $(VENV)/bin/gunicorn -c python:web.gunicorn_conf & pids+=($$!)
-	supervise flower $(PY) -m shared.monitor & pids+=($$!)  # 127.0.0.1 only, unless FLOWER_BASIC_AUTH
+	supervise flower $(PY) -m shared.flower_main & pids+=($$!)  # 127.0.0.1 only, unless FLOWER_BASIC_AUTH
 	echo "resq: web http://$(WEB_HOST):$(PORT)  docs http://$(WEB_HOST):$(PORT)/docs  flower http://127.0.0.1:$(FLOWER_PORT)  metrics :$(PORT)/metrics :$${WORKER_METRICS_PORT:-9540}/metrics"
 	# Polled in the foreground rather than `wait -n`: bash runs a Ctrl-C's trap once a
 	# foreground command ends, and the supervisors keep their children running.

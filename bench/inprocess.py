@@ -49,9 +49,9 @@ def pipeline(images: list[bytes], engine, settings, threads: int, seconds: float
     batcher, overlap included, `settings.jobs_in_flight` job threads each handing it
     one image after another): images/s, CPU per image, and the latency of one image."""
     from worker.batching import Batcher
-    from worker.runtime import batch_runner
+    from worker.runtime import batch_pipeline
 
-    batcher = Batcher(batch_runner(engine, settings, threads),
+    batcher = Batcher(batch_pipeline(engine, settings, threads),
                       max_size=settings.batch_max_size,
                       max_wait_seconds=settings.batch_max_wait_ms / 1000,
                       overlap=settings.batch_overlap)

@@ -44,7 +44,7 @@ EXPOSE 5555
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:5555/healthcheck', timeout=2)"]
 # Never anonymous: FLOWER_BASIC_AUTH, or a one-time password on 127.0.0.1 only.
-CMD ["python", "-m", "shared.monitor"]
+CMD ["python", "-m", "shared.flower_main"]
 
 FROM base AS web
 LABEL org.opencontainers.image.title="resq-web"

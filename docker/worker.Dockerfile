@@ -42,7 +42,7 @@ ARG MODEL_WEIGHTS=imagenet
 ENV TORCH_HOME=/opt/resq/torch COMPILE_CACHE_DIR=/opt/resq/compiled \
     MODEL_WEIGHTS=$MODEL_WEIGHTS MODEL_ENGINE=openvino MODEL_PRECISION=$MODEL_PRECISION \
     WORKER_METRICS_PORT=0
-RUN /opt/venv/bin/python -m worker.prepare
+RUN /opt/venv/bin/python -m worker.bake
 
 FROM base AS runtime
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1

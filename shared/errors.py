@@ -109,18 +109,18 @@ class RateLimited(ResqError):
     default_message = "too many requests; retry later"
 
 
-class ServiceUnavailable(ResqError):
+class Unavailable(ResqError):
     status_code = 503
     code = "unavailable"
     default_message = "the service is unavailable; retry later"
 
 
-class BrokerUnavailable(ServiceUnavailable):
+class BrokerUnavailable(Unavailable):
     code = "broker_unavailable"
     default_message = "the job queue is unreachable; retry later"
 
 
-class QueueFull(ServiceUnavailable):
+class QueueFull(Unavailable):
     code = "queue_full"
     default_message = "too many jobs are waiting; retry later"
 
@@ -187,7 +187,7 @@ def error_codes() -> set[str]:
     return codes
 
 
-def error_from_dict(body: dict | None) -> dict:
+def normalised_error(body: dict | None) -> dict:
     """A failed job's stored error, normalised to `{"code", "message"}`."""
     if not isinstance(body, dict) or "code" not in body:
         return ResqError().to_dict()

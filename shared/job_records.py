@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import redis
 
-from shared.jobs import JobStatus
+from shared.api_models import JobStatus
 
 RECORD_PREFIX = "resq:job:"
 IMAGE_PREFIX = "resq:image:"

@@ -42,6 +42,7 @@ from enum import Enum
 import redis
 from celery import Celery
 
+from shared.api_models import ErrorDetail, Job, JobResult, JobStatus
 from shared.celery_app import CLASSIFY_TASK
 from shared.errors import (
     JobCancelled,
@@ -49,10 +50,9 @@ from shared.errors import (
     QueueFull,
     QuotaExceeded,
     ResqError,
-    error_from_dict,
+    normalised_error,
 )
 from shared.job_records import IMAGE_PREFIX, RECORD_PREFIX, JobRecord, JobRecords
-from shared.jobs import ErrorDetail, Job, JobResult, JobStatus
 from shared.lanes import Lane, lane_list, served_lists
 
 # Waiting requests subscribe to these channels (`web.result_waiter`).
@@ -410,7 +410,7 @@ def job_view(record: JobRecord) -> Job:
     if record.status is JobStatus.SUCCEEDED:
         result = JobResult.model_validate(record.result)
     elif record.status is JobStatus.FAILED:
-        error = ErrorDetail(**error_from_dict(record.error))
+        error = ErrorDetail(**normalised_error(record.error))
     return Job(id=record.id, status=record.status, created_at=record.created_at,
                top_k=record.top_k, result=result, error=error)
 

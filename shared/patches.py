@@ -1,7 +1,7 @@
 """Every change resq makes to another library's behaviour, in one place.
 
 Each is applied by an entry point (`web.gunicorn_conf`, `web.app.create_app`,
-`python -m worker`, `shared.monitor_app`), never as a side effect of importing a module
+`python -m worker`, `shared.flower_app`), never as a side effect of importing a module
 that merely uses it. Each patch checks that the library is a version it was written
 against and that what it replaces still has the shape it expects, and raises
 `PatchOutdated` otherwise: upgrading past a guard fails at start with a message that

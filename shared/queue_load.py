@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import redis
 
+from shared.api_models import QueueLoad
 from shared.job_records import INFLIGHT_PREFIX
-from shared.jobs import QueueLoad
 from shared.lanes import Lane, lane_list
 
 

@@ -9,7 +9,7 @@ import os
 import sys
 
 from shared.settings import get_settings
-from web.metrics_dir import ForeignFiles, prepare
+from web.metrics_dir import ForeignFiles, empty_metrics_dir
 
 _settings = get_settings()
 
@@ -19,7 +19,7 @@ _settings = get_settings()
 # anything else). This must come before anything imports prometheus_client
 # (importing `web.metrics` does).
 try:
-    prepare(_settings.metrics_dir)
+    empty_metrics_dir(_settings.metrics_dir)
 except ForeignFiles as error:
     sys.exit(f"resq web: {error}")
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_settings.metrics_dir)

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from flask import Request
 from pydantic import BaseModel, ValidationError
 
+from shared.api_models import InputForm, SubmitOptions, UrlSubmission
 from shared.errors import BadRequest, InvalidField, PayloadTooLarge, UnsupportedMediaType
 from shared.images import ACCEPTED_MEDIA_TYPES, inspect_image
-from shared.jobs import InputForm, SubmitOptions, UrlSubmission
 from shared.pinned_http import url_parts
 from web.idempotency import fingerprint
 from web.url_fetch import UrlFetcher

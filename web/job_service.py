@@ -14,9 +14,9 @@ import redis
 from celery import Celery
 from kombu.exceptions import OperationalError
 
+from shared.api_models import Job
 from shared.errors import BrokerUnavailable, JobNotFound
 from shared.job_store import JobStore, job_view
-from shared.jobs import Job
 from shared.lanes import Lane
 from shared.redis_client import REDIS_ERRORS
 from shared.settings import Settings

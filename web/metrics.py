@@ -30,13 +30,13 @@ from prometheus_client import (
 )
 from prometheus_client.registry import Collector
 
+from shared.api_models import InputForm
 from shared.capacity import CapacityCollector
 from shared.errors import InvalidField, error_codes
-from shared.jobs import InputForm
 from shared.lanes import Lane
 from shared.queue_metrics import QueueCollector
 from web.process_metrics import ProcessGroupCollector
-from web.waiting import requested_wait
+from web.wait_param import requested_wait
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -128,7 +128,7 @@ def _route() -> str:
 
 
 def _asked_to_wait() -> bool:
-    """Whether the request waits, read by the handler's own parser (web/waiting.py);
+    """Whether the request waits, read by the handler's own parser (web/wait_param.py);
     a `wait` it refuses (400) did not wait."""
     try:
         seconds, _ = requested_wait(request.args.get("wait"), request.headers.get("Prefer"),

@@ -18,7 +18,7 @@ class ForeignFiles(Exception):
     """The directory holds files that are not prometheus-client's."""
 
 
-def prepare(path: Path) -> None:
+def empty_metrics_dir(path: Path) -> None:
     """Create `path` if needed and remove the counters an earlier run left there;
     raise `ForeignFiles` (touching nothing) if it holds anything else."""
     path.mkdir(parents=True, exist_ok=True)

@@ -1,11 +1,11 @@
 """The OpenAPI 3.1 document, its schemas generated from the same pydantic models
-that validate requests and shape responses (`shared.jobs`)."""
+that validate requests and shape responses (`shared.api_models`)."""
 
 from __future__ import annotations
 
 from pydantic.json_schema import models_json_schema
 
-from shared.jobs import (
+from shared.api_models import (
     DEADLINE_MAX_SECONDS,
     TOP_K_MAX,
     ErrorResponse,

@@ -14,7 +14,7 @@ is on its way, or `max_wait` after its first image: one job alone never waits, a
 under load the next batch fills while the current one is in the model.
 
 An image may come with a `BatchWatch`: told just before its batch is decoded and
-just after the batch is done. The job runner counts a job's unfinished batches
+just after the batch is done. The job handler counts a job's unfinished batches
 with it, so that when a worker dies only the jobs of the batch it was running are
 charged with the crash (with overlap, the jobs of the batch being decoded too). An
 image submitted `alone` (a job charged before) gets a batch of its own, run with no
@@ -63,22 +63,22 @@ class Decoded:
     seconds: float
 
 
-class BatchRunner:
-    """Runs one batch: `prepare` every payload, then `infer` the stacked arrays.
-    A payload that fails to prepare gets its own exception; the rest still run."""
+class BatchPipeline:
+    """Runs one batch: `decode` every payload, then `infer` the stacked arrays.
+    A payload that fails to decode gets its own exception; the rest still run."""
 
-    def __init__(self, prepare: Callable[[bytes], np.ndarray],
+    def __init__(self, decode_one: Callable[[bytes], np.ndarray],
                  infer: Callable[[np.ndarray], np.ndarray], threads: int,
                  on_batch: Callable[[int, float, float], None] | None = None):
-        self.prepare = prepare
+        self.decode_one = decode_one
         self.infer = infer
         # Told (size, preprocess seconds, inference seconds) after each forward pass.
         self.on_batch = on_batch
         self.pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="decode")
 
-    def _prepare_one(self, payload):
+    def _decode_one(self, payload):
         try:
-            return self.prepare(payload)
+            return self.decode_one(payload)
         except Exception as error:
             return error
 
@@ -87,21 +87,21 @@ class BatchRunner:
         return self.infer_decoded(self.decode(payloads))
 
     def decode(self, payloads: list) -> Decoded:
-        """The first phase: every payload prepared, or its exception."""
+        """The first phase: every payload decoded, or its exception."""
         started = time.perf_counter()
-        prepared = list(self.pool.map(self._prepare_one, payloads))
-        return Decoded(prepared, time.perf_counter() - started)
+        decoded_items = list(self.pool.map(self._decode_one, payloads))
+        return Decoded(decoded_items, time.perf_counter() - started)
 
     def infer_decoded(self, decoded: Decoded) -> list:
         """The second phase: one forward pass over the payloads that decoded."""
-        prepared = decoded.items
-        good = [i for i, item in enumerate(prepared) if not isinstance(item, Exception)]
-        results: list = list(prepared)
+        decoded_items = decoded.items
+        good = [i for i, item in enumerate(decoded_items) if not isinstance(item, Exception)]
+        results: list = list(decoded_items)
         if not good:
             return results
         started = time.perf_counter()
         try:
-            logits = self.infer(np.stack([prepared[i] for i in good]))
+            logits = self.infer(np.stack([decoded_items[i] for i in good]))
         except Exception as error:  # the model failed: every image of this batch fails
             log.exception("batch of %d failed", len(good))
             for i in good:
@@ -151,9 +151,9 @@ class Slot:
 
 
 class Batcher:
-    def __init__(self, runner: BatchRunner, *, max_size: int, max_wait_seconds: float,
+    def __init__(self, pipeline: BatchPipeline, *, max_size: int, max_wait_seconds: float,
                  overlap: bool = False, name: str = "batcher"):
-        self.runner = runner
+        self.pipeline = pipeline
         self.max_size = max_size
         self.max_wait = max_wait_seconds
         self.overlap = overlap
@@ -218,7 +218,7 @@ class Batcher:
             self._cond.notify()
         for thread in self._threads:
             thread.join(5)
-        self.runner.close()
+        self.pipeline.close()
 
     def _next_batch(self) -> list[_Pending] | None:
         with self._cond:
@@ -303,7 +303,7 @@ class Batcher:
                     continue
                 self._busy("decode", True)
                 try:
-                    decoded = self.runner.decode([item.payload for item in batch])
+                    decoded = self.pipeline.decode([item.payload for item in batch])
                 except BaseException as error:  # never leave a job waiting forever
                     decoded = error
                 finally:
@@ -340,7 +340,7 @@ class Batcher:
         try:
             if isinstance(decoded, BaseException):
                 raise decoded
-            outputs = self.runner.infer_decoded(decoded)
+            outputs = self.pipeline.infer_decoded(decoded)
         except BaseException as error:  # never leave a job waiting forever
             outputs = [error] * len(batch)
         finally:

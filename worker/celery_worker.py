@@ -20,7 +20,7 @@ from worker import health, metrics
 from worker.health import Liveness
 from worker.heartbeat import Heartbeat, new_worker_id
 from worker.redelivery import LostJobSweeper
-from worker.runtime import load_runtime, loaded_runtime
+from worker.runtime import load_classifier, loaded_classifier
 from worker.tasks import register_tasks
 from worker.webhooks import WebhookDispatcher, WebhookSender
 
@@ -81,7 +81,7 @@ def _stop_beating(**_):
 
 
 def _stalled_seconds() -> float | None:
-    classifier = loaded_runtime()
+    classifier = loaded_classifier()
     return classifier.batcher.stalled_seconds() if classifier is not None else None
 
 
@@ -94,7 +94,7 @@ def _load_model_before_consuming(**_):
         health.serve(settings.worker_metrics_port, Liveness(_stalled_seconds,
                                                             settings.worker_stall_seconds))
     settings.worker_ready_file.unlink(missing_ok=True)
-    load_runtime(settings)
+    load_classifier(settings)
     heartbeat.start()
     sweeper.start()
     sender = WebhookSender(store, secret=settings.webhook_secret.get_secret_value().encode(),

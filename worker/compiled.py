@@ -104,7 +104,7 @@ class CompiledModelCache:
                     log.info("compiling the model (once; cached at %s)", path)
                     dtype = next(module.parameters()).dtype
                     compile_package(module, dtype, self.max_batch, path)
-                runner = torch._inductor.aoti_load_package(str(path))
+                compiled_model = torch._inductor.aoti_load_package(str(path))
             except Exception as error:  # no C++ compiler, unsupported op, ...
                 log.warning("compiling the model failed (%s); running it in eager mode", error)
                 return module
@@ -112,7 +112,7 @@ class CompiledModelCache:
                 self.compile_seconds = time.perf_counter() - started
             log.info("compiled model %s in %.1f s", "loaded" if self.hit else "built",
                      self.compile_seconds)
-            return runner
+            return compiled_model
 
         return compile_or_load
 

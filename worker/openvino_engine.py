@@ -148,7 +148,7 @@ def convert(source, max_batch: int):
     except ImportError as error:
         raise EngineUnavailable(
             f"this model is not converted yet, and converting it needs torch ({error}): "
-            "install requirements/worker.txt, or run `python -m worker.prepare` where it is "
+            "install requirements/worker.txt, or run `python -m worker.bake` where it is "
             "(the worker image does so at build time, for its MODEL_PRECISION)") from None
 
     module = build_module(source, "fp32").to(memory_format=torch.contiguous_format)

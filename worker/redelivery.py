@@ -35,11 +35,11 @@ import uuid
 
 import redis
 
+from shared.api_models import JobStatus
 from shared.celery_app import UNACKED_KEY
 from shared.errors import JobExpired
 from shared.job_records import RECORD_PREFIX
 from shared.job_store import JobStore
-from shared.jobs import JobStatus
 from shared.lanes import Lane, lane_list
 from worker import metrics
 

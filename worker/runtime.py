@@ -12,7 +12,7 @@ from PIL import Image
 from shared.capacity import usable_cores
 from shared.settings import Settings
 from worker import metrics
-from worker.batching import Batcher, BatchRunner
+from worker.batching import Batcher, BatchPipeline
 from worker.classifier import Classifier
 from worker.engine import Engine, load_engine
 from worker.preprocess import preprocess
@@ -32,19 +32,19 @@ def torch_threads(settings: Settings) -> int:
 def build_classifier(settings: Settings) -> Classifier:
     threads = torch_threads(settings)
     engine = load_engine(settings, threads)
-    runner = batch_runner(engine, settings, threads)
+    pipeline = batch_pipeline(engine, settings, threads)
     # Warm up on the batch thread's own path: the first calls of a compiled model
     # with a new batch size are slow.
-    runner.run([warm_up_image()] * settings.batch_max_size)
-    runner.run([warm_up_image()])
-    runner.on_batch = metrics.batch_ran  # counted from here: warm-up batches are not jobs
+    pipeline.run([warm_up_image()] * settings.batch_max_size)
+    pipeline.run([warm_up_image()])
+    pipeline.on_batch = metrics.batch_ran  # counted from here: warm-up batches are not jobs
     metrics.MODEL_LOAD.set(engine.load_seconds)
     metrics.MODEL_COMPILE.set(engine.compile_seconds if engine.compiled else 0.0)
     metrics.MODEL_INFO.labels(engine=engine.name, weights=engine.weights_name,
                               precision=engine.precision,
                               compiled=str(engine.compiled).lower()).set(1)
     overlap = settings.batch_overlap
-    batcher = Batcher(runner, max_size=settings.batch_max_size,
+    batcher = Batcher(pipeline, max_size=settings.batch_max_size,
                       max_wait_seconds=settings.batch_max_wait_ms / 1000, overlap=overlap)
     log.info("runtime ready: %s engine, %s, %s, %d model threads, batches of up to %d, "
              "decoding %s", engine.name, engine.precision,
@@ -53,10 +53,10 @@ def build_classifier(settings: Settings) -> Classifier:
     return Classifier(engine, batcher, deadline_seconds=settings.worker_stall_seconds)
 
 
-def batch_runner(engine: Engine, settings: Settings, threads: int) -> BatchRunner:
+def batch_pipeline(engine: Engine, settings: Settings, threads: int) -> BatchPipeline:
     """Decode with as many threads as the model has cores, then run the model."""
     pixels, decode_bytes = settings.max_image_pixels, settings.max_decode_bytes
-    return BatchRunner(lambda data: preprocess(data, pixels, max_decode_bytes=decode_bytes),
+    return BatchPipeline(lambda data: preprocess(data, pixels, max_decode_bytes=decode_bytes),
                        engine.infer, threads=threads)
 
 
@@ -66,12 +66,12 @@ def warm_up_image() -> bytes:
     return buffer.getvalue()
 
 
-def loaded_runtime() -> Classifier | None:
+def loaded_classifier() -> Classifier | None:
     """The process's classifier if it has been built (no loading here)."""
     return _classifier
 
 
-def load_runtime(settings: Settings) -> Classifier:
+def load_classifier(settings: Settings) -> Classifier:
     """The process's classifier, built on the first call."""
     global _classifier
     with _lock:

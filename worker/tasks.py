@@ -1,5 +1,5 @@
 """The worker's task, thin: the job store says whether the job's message is to run
-(`shared.job_store.Start`, with its image, crash count and lane), `JobRunner` runs
+(`shared.job_store.Start`, with its image, crash count and lane), `JobHandler` runs
 it, and the store ends the job with its result or error (a job past its deadline
 ends `expired` unread). The task itself never fails: every outcome is the job's,
 and the message is acknowledged once the job's end is stored."""
@@ -14,8 +14,8 @@ from shared.celery_app import CLASSIFY_TASK
 from shared.errors import InferenceFailed, JobExpired, ResqError
 from shared.job_store import JobStore, Start
 from worker import metrics
-from worker.job_runner import JobRunner
-from worker.runtime import load_runtime
+from worker.job_handler import JobHandler
+from worker.runtime import load_classifier
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +53,10 @@ def register_tasks(app: Celery, settings, store: JobStore, worker_id: str) -> No
             log.info("job %s is %s; its message is dropped unrun", job_id, decision.value,
                      extra={"job_id": job_id})
             return
-        runner = JobRunner(store.records, load_runtime(settings),
+        handler = JobHandler(store.records, load_classifier(settings),
                            max_attempts=settings.job_max_attempts)
         try:
-            result = runner.run(job_id, top_k, created_at, image=started.image,
+            result = handler.run(job_id, top_k, created_at, image=started.image,
                                 crashes=started.crashes, interactive=started.interactive)
         except Exception as error:
             failure = public_error(error, job_id)

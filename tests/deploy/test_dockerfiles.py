@@ -1,7 +1,7 @@
 """The Dockerfiles, read as text (no Docker engine here to build them): multi-stage,
 a non-root user in every final stage, a HEALTHCHECK, no torch in the web image,
 CPU-only torch wheels and the weights and compiled model baked into the worker;
-and `python -m worker.prepare`, the worker image's build step, really runs."""
+and `python -m worker.bake`, the worker image's build step, really runs."""
 
 import re
 import subprocess
@@ -60,7 +60,7 @@ def test_the_web_image_has_no_torch():
 def test_the_worker_image_bakes_weights_and_model_and_carries_no_torch():
     build = stages(DOCKER / "worker.Dockerfile")["build"]
     assert "download.pytorch.org/whl/cpu" in build
-    assert "python -m worker.prepare" in build and "MODEL_WEIGHTS=imagenet" in build
+    assert "python -m worker.bake" in build and "MODEL_WEIGHTS=imagenet" in build
     runtime = stages(DOCKER / "worker.Dockerfile")["runtime"]
     assert "worker-runtime.txt" in runtime and "worker.txt " not in runtime
     final = stages(DOCKER / "worker.Dockerfile")["final"]
@@ -83,9 +83,9 @@ def test_dockerignore_lets_in_only_what_the_images_copy():
 
 @pytest.mark.processes
 def test_the_worker_build_step_runs(tmp_path):
-    """`python -m worker.prepare` as the image runs it (random weights and eager mode
+    """`python -m worker.bake` as the image runs it (random weights and eager mode
     here: downloading needs the network, compiling is tested in test_compiled.py)."""
-    result = subprocess.run([sys.executable, "-m", "worker.prepare"], cwd=ROOT, timeout=300,
+    result = subprocess.run([sys.executable, "-m", "worker.bake"], cwd=ROOT, timeout=300,
                             env=base_env(MODEL_WEIGHTS="random", MODEL_COMPILE="false",
                                          TORCH_THREADS=1, LOG_FORMAT="json"),
                             capture_output=True, text=True)

@@ -15,7 +15,7 @@ import pytest
 from tests.support.processes import ROOT, base_env
 
 # Modules of the worker package that need torch: the image's build stage
-# (worker/prepare.py converts the model with them) and MODEL_ENGINE=torch, which the
+# (worker/bake.py converts the model with them) and MODEL_ENGINE=torch, which the
 # worker image does not offer. Everything else must import without torch.
 TORCH_ONLY = {"worker.compiled", "worker.model", "worker.torch_engine"}
 

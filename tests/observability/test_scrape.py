@@ -61,7 +61,7 @@ def stack(redis_url, tmp_path_factory):
     web, base = start_gunicorn(redis_url, queue, tmp / "web.log", WEB_WORKERS=WEB_WORKERS,
                                RATE_LIMIT="", LOG_FORMAT="json", METRICS_DIR=tmp / "metrics")
     flower_port = free_port()
-    flower = Process([sys.executable, "-m", "shared.monitor"],
+    flower = Process([sys.executable, "-m", "shared.flower_main"],
                      base_env(REDIS_URL=redis_url, QUEUE_NAME=queue, FLOWER_PORT=flower_port,
                               FLOWER_BASIC_AUTH=f"{FLOWER_USER}:{FLOWER_PASSWORD}"),
                      tmp / "flower.log")

@@ -5,7 +5,7 @@ import requests
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from shared.jobs import Job, UrlSubmission
+from shared.api_models import Job, UrlSubmission
 from tests.support.browser import chromium
 
 

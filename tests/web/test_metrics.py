@@ -60,7 +60,7 @@ def test_waits_are_counted_by_outcome(idle_client):
 
 def test_the_wait_label_reads_wait_as_the_handler_does(idle_client):
     """`wait` in the duration histogram says whether the request really waited, by the
-    same parser the handler uses (web/waiting.py): `?wait=0.0` and a `Prefer: wait=0`
+    same parser the handler uses (web/wait_param.py): `?wait=0.0` and a `Prefer: wait=0`
     do not wait, and neither does a preference the server ignores."""
     asked = [({"query_string": "wait=0.0"}, "no"), ({"query_string": "wait=no"}, "no"),
              ({"headers": {"Prefer": "wait=0"}}, "no"),

@@ -6,13 +6,13 @@ import subprocess
 import sys
 
 from tests.support.processes import ROOT, base_env
-from web.metrics_dir import prepare
+from web.metrics_dir import empty_metrics_dir
 
 
 def test_an_earlier_runs_counters_are_removed(tmp_path):
     for name in ("counter_123.db", "gauge_all_123.db", "histogram_9.db"):
         (tmp_path / name).write_bytes(b"old")
-    prepare(tmp_path)
+    empty_metrics_dir(tmp_path)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -9,7 +9,7 @@ from contextlib import ExitStack, contextmanager
 import numpy as np
 import pytest
 
-from worker.batching import Batcher, BatchRunner
+from worker.batching import Batcher, BatchPipeline
 
 
 class RecordingModel:
@@ -32,8 +32,8 @@ class RecordingModel:
 def make_batcher(request):
     made = []
 
-    def make(model, prepare=lambda payload: payload, **kwargs):
-        batcher = Batcher(BatchRunner(prepare, model, threads=2), overlap=request.param,
+    def make(model, decode=lambda payload: payload, **kwargs):
+        batcher = Batcher(BatchPipeline(decode, model, threads=2), overlap=request.param,
                           **kwargs)
         made.append(batcher)
         return batcher
@@ -115,12 +115,12 @@ def test_an_input_that_fails_to_decode_fails_alone(make_batcher):
     gate = threading.Event()
     model = RecordingModel(gate)
 
-    def prepare(payload):
+    def decode(payload):
         if payload is None:
             raise ValueError("undecodable")
         return payload
 
-    batcher = make_batcher(model, prepare=prepare, max_size=4, max_wait_seconds=30)
+    batcher = make_batcher(model, decode=decode, max_size=4, max_wait_seconds=30)
     with batcher.slot() as slot:
         first = slot.submit(np.ones(1))
     assert model.entered.wait(5)  # the first batch holds the model until the gate opens
@@ -212,7 +212,7 @@ class Timeline:
         with self.lock:
             self.events.append(event)
 
-    def prepare(self, payload):
+    def decode(self, payload):
         self.note(f"decode {int(payload[0])}")
         return payload
 
@@ -232,7 +232,7 @@ def first_batch_in_the_model(overlap: bool):
     from tests.support.processes import await_condition
 
     timeline = Timeline()
-    batcher = Batcher(BatchRunner(timeline.prepare, timeline.model, threads=2),
+    batcher = Batcher(BatchPipeline(timeline.decode, timeline.model, threads=2),
                       max_size=4, max_wait_seconds=0, overlap=overlap)
     try:
         with batcher.slot() as slot:

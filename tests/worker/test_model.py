@@ -6,7 +6,7 @@ import torch
 from torchvision.models import ResNet50_Weights, resnet50
 
 from tests.support.images import jpeg
-from worker.batching import Batcher, BatchRunner
+from worker.batching import Batcher, BatchPipeline
 from worker.classifier import Classifier
 from worker.model import load_model
 from worker.preprocess import preprocess
@@ -22,8 +22,8 @@ def random_model():
 @pytest.fixture(scope="module")
 def classifier(random_model):
     engine = TorchEngine(model=random_model, compile_seconds=0.0)
-    runner = BatchRunner(lambda data: preprocess(data, 10**8), engine.infer, threads=1)
-    batcher = Batcher(runner, max_size=4, max_wait_seconds=0.01)
+    pipeline = BatchPipeline(lambda data: preprocess(data, 10**8), engine.infer, threads=1)
+    batcher = Batcher(pipeline, max_size=4, max_wait_seconds=0.01)
     yield Classifier(engine, batcher)
     batcher.stop()
 

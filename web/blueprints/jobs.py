@@ -6,12 +6,12 @@ import time
 
 from flask import Blueprint, current_app, g, jsonify, request
 
+from shared.api_models import Job, JobList
 from shared.errors import InvalidField, Unauthorized
-from shared.jobs import Job, JobList
 from web import metrics
 from web.idempotency import check_key
 from web.rate_limits import caller_key
-from web.waiting import requested_wait
+from web.wait_param import requested_wait
 
 bp = Blueprint("jobs", __name__)
 

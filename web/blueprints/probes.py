@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify
 
-from shared.errors import ServiceUnavailable
+from shared.errors import Unavailable
 
 bp = Blueprint("probes", __name__)
 
@@ -20,7 +20,7 @@ def readyz():
     """Redis answers (the web tier depends on nothing else)."""
     try:
         current_app.extensions["resq.jobs"].ping()
-    except ServiceUnavailable:
+    except Unavailable:
         response = jsonify({"status": "unavailable", "checks": {"redis": "unreachable"}})
         response.status_code = 503
         response.headers["Retry-After"] = "5"

@@ -1,4 +1,4 @@
-"""`python -m shared.monitor`: runs Flower on the resq queue, never without auth.
+"""`python -m shared.flower_main`: runs Flower on the resq queue, never without auth.
 With `FLOWER_BASIC_AUTH` it listens on every interface behind those credentials;
 without, it makes up a one-time password for the user `resq`, prints it, and
 listens on 127.0.0.1 only. The credentials reach Flower through its environment
@@ -19,7 +19,7 @@ ONE_TIME_USER = "resq"
 
 def flower_args(settings: Settings) -> list[str]:
     address = "0.0.0.0" if settings.flower_basic_auth else "127.0.0.1"
-    return ["-A", "shared.monitor_app", "flower", f"--port={settings.flower_port}",
+    return ["-A", "shared.flower_app", "flower", f"--port={settings.flower_port}",
             f"--address={address}"]
 
 

@@ -30,7 +30,7 @@ class _CrashCount:
         self.records.batch_ended(self.job_id)
 
 
-class JobRunner:
+class JobHandler:
     def __init__(self, records: JobRecords, classifier: Classifier, *, max_attempts: int):
         self.records = records
         self.classifier = classifier

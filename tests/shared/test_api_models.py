@@ -1,6 +1,6 @@
 import pytest
 
-from shared.jobs import JobStatus
+from shared.api_models import JobStatus
 
 
 @pytest.mark.parametrize("state,status", [

@@ -22,7 +22,7 @@ def _flower(redis_url, tmp_path, **env):
     import sys
 
     port = free_port()
-    proc = Process([sys.executable, "-m", "shared.monitor"],
+    proc = Process([sys.executable, "-m", "shared.flower_main"],
                    base_env(REDIS_URL=redis_url, FLOWER_PORT=port, **env), tmp_path / "flower.log")
     await_condition(lambda: _listening_addresses(proc.pid, port), 60, "flower")
     return proc, port

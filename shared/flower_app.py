@@ -1,4 +1,4 @@
-"""The Celery app Flower loads (`celery -A shared.monitor_app flower`): the
+"""The Celery app Flower loads (`celery -A shared.flower_app flower`): the
 settings and the queue, no task code, so the monitor never imports torch."""
 
 from shared.celery_app import make_celery

@@ -1,4 +1,4 @@
-"""`python -m worker.prepare`: what the worker image runs at build time. It downloads
+"""`python -m worker.bake`: what the worker image runs at build time. It downloads
 the weights into `TORCH_HOME` and builds the runtime once, which converts the model
 for `MODEL_ENGINE` and `MODEL_PRECISION` into `COMPILE_CACHE_DIR` (OpenVINO's IR,
 int8 quantization included); a pod then starts without the network and without
