@@ -13,6 +13,7 @@ from shared.settings import load_settings
 from tests.support import reaper
 from tests.support.processes import redis_server, running_processes, start_gunicorn, start_worker
 from web import create_app
+from web.services import services
 
 WORKER_QUEUE = "resq-test"
 
@@ -99,7 +100,7 @@ def running_app(settings):
     try:
         yield app
     finally:
-        app.extensions["resq.jobs"].close()
+        services(app).jobs.close()
 
 
 @pytest.fixture()

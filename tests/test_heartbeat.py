@@ -15,6 +15,7 @@ from tests.support.gated_worker import GATE_DIR_VAR, GATE_MARKER
 from tests.support.images import jpeg
 from tests.support.processes import await_condition, start_worker
 from tests.support.queue_state import await_busy, snapshot
+from web.services import services
 from worker.heartbeat import HELD_PREFIX, REGISTRY_PREFIX
 
 pytestmark = [pytest.mark.chaos, pytest.mark.processes]
@@ -48,7 +49,7 @@ def worker_id_of(broker: redis.Redis, queue: str, pid: int) -> str:
 
 def test_a_killed_workers_jobs_come_back_when_its_heartbeat_lapses(queue, tmp_path):
     name, client, broker = queue
-    redis_url = client.application.extensions["resq.settings"].redis_url
+    redis_url = services(client.application).settings.redis_url
     victim = start_worker(redis_url, name, tmp_path / "victim.log", **ENV)
     survivor = start_worker(redis_url, name, tmp_path / "survivor.log", **ENV)
     victim_id = worker_id_of(broker, name, victim.pid)
@@ -74,7 +75,7 @@ def test_a_killed_workers_jobs_come_back_when_its_heartbeat_lapses(queue, tmp_pa
 
 def test_a_slow_worker_with_a_live_heartbeat_keeps_its_jobs(queue, tmp_path):
     name, client, broker = queue
-    redis_url = client.application.extensions["resq.settings"].redis_url
+    redis_url = services(client.application).settings.redis_url
     gate = tmp_path / "gate"
     gate.mkdir()
     slow = start_worker(redis_url, name, tmp_path / "slow.log",

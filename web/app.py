@@ -22,6 +22,7 @@ from web.job_service import JobService
 from web.openapi import build_openapi
 from web.rate_limits import install_rate_limits
 from web.result_waiter import ResultWaiter
+from web.services import Services
 from web.url_fetch import UrlFetcher
 from web.wait_slots import WaitSlots
 
@@ -47,32 +48,33 @@ def create_app(settings: Settings | None = None) -> Flask:
     logging.getLogger("web").setLevel(settings.log_level)
 
     client = connect(settings.redis_url)
-    app.extensions["resq.settings"] = settings
-    app.extensions["resq.jobs"] = JobService(settings, make_celery(settings), client,
-                                             ResultWaiter(client))
-    app.extensions["resq.intake"] = Intake(
-        max_upload_bytes=settings.max_upload_bytes,
-        max_image_pixels=settings.max_image_pixels,
-        max_decode_bytes=settings.max_decode_bytes,
-        fetcher=UrlFetcher(max_bytes=settings.max_upload_bytes,
-                           timeout_seconds=settings.url_fetch_timeout_seconds,
-                           policy=AddressPolicy(settings.url_fetch_allow_networks,
-                                                settings.url_fetch_allow_ports)),
-        webhooks_enabled=bool(settings.webhook_secret.get_secret_value()),
-    )
-    app.extensions["resq.openapi"] = build_openapi(__version__)
-    app.extensions["resq.wait_slots"] = WaitSlots.for_threads(
-        settings.web_threads, settings.wait_max_concurrent, settings.wait_max_per_key)
-
     keys = ApiKeys(settings.api_keys.get_secret_value())
-    app.extensions["resq.api_keys"] = keys
+    built = Services(
+        settings=settings,
+        jobs=JobService(settings, make_celery(settings), client, ResultWaiter(client)),
+        intake=Intake(
+            max_upload_bytes=settings.max_upload_bytes,
+            max_image_pixels=settings.max_image_pixels,
+            max_decode_bytes=settings.max_decode_bytes,
+            fetcher=UrlFetcher(max_bytes=settings.max_upload_bytes,
+                               timeout_seconds=settings.url_fetch_timeout_seconds,
+                               policy=AddressPolicy(settings.url_fetch_allow_networks,
+                                                    settings.url_fetch_allow_ports)),
+            webhooks_enabled=bool(settings.webhook_secret.get_secret_value()),
+        ),
+        wait_slots=WaitSlots.for_threads(settings.web_threads, settings.wait_max_concurrent,
+                                         settings.wait_max_per_key),
+        api_keys=keys,
+        openapi=build_openapi(__version__),
+    )
+    built.install(app)
     install_rate_limits(app, jobs.bp, settings.rate_limit, settings.redis_url,
                         f"resq:ratelimit:{settings.queue_name}", keys)
 
     for blueprint in (jobs.bp, probes.bp, scaling.bp, docs.bp, page.bp):
         app.register_blueprint(blueprint)
     register_error_handlers(app)
-    store = app.extensions["resq.jobs"].store
+    store = built.jobs.store
     metrics.install(app, QueueCollector(client, settings.queue_name,
                                         store.records.inflight_key))
     return app

@@ -21,6 +21,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from shared import __version__ as VERSION
 from tests.conftest import make_settings, running_app
 from web.openapi import build_openapi
+from web.services import services
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
 
@@ -34,7 +35,7 @@ def fuzz_app(redis_url):
     app_settings = make_settings(redis_url, queue_name=f"fuzz-{uuid.uuid4().hex[:6]}",
                                  wait_max_seconds=0.2, url_fetch_allow_networks="")
     with running_app(app_settings) as app:
-        app.extensions["resq.intake"].fetcher.resolver = resolve_nothing
+        services(app).intake.fetcher.resolver = resolve_nothing
         yield app
 
 

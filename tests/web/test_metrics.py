@@ -6,6 +6,7 @@ import uuid
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.images import jpeg
+from web.services import services
 
 
 def samples(client) -> dict:
@@ -39,8 +40,8 @@ def test_requests_are_counted_by_route_template(idle_client):
     assert grew("resq_rejections_total", reason="job_not_found") == 1
     assert grew("resq_http_request_duration_seconds_count", route="/jobs", method="POST",
                 wait="no") == 1
-    assert value(after, "resq_queue_length", lane="batch", queue=idle_client.application
-                 .extensions["resq.settings"].queue_name) >= 1
+    queue = services(idle_client.application).settings.queue_name
+    assert value(after, "resq_queue_length", lane="batch", queue=queue) >= 1
 
 
 def test_waits_are_counted_by_outcome(idle_client):

@@ -17,6 +17,7 @@ from shared.url_guard import AddressPolicy, resolve
 from tests.conftest import make_settings, running_app
 from tests.support.http_server import Trap, serve
 from tests.support.images import jpeg
+from web.services import services
 
 ALLOWED = "127.0.0.2"
 
@@ -71,7 +72,7 @@ def guarded(redis_url):
     with serve(routes, host=ALLOWED, port=port) as (base, requested), \
             running_app(settings) as app:
         resolver = FakeDns()
-        app.extensions["resq.intake"].fetcher.resolver = resolver
+        services(app).intake.fetcher.resolver = resolver
         yield app.test_client(), port, requested, (trap4, trap6)
     trap4.close()
     trap6.close()

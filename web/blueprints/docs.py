@@ -7,7 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import flask_swagger_ui
-from flask import Blueprint, current_app, jsonify, send_from_directory
+from flask import Blueprint, jsonify, send_from_directory
+
+from web.services import services
 
 bp = Blueprint("docs", __name__)
 
@@ -25,7 +27,7 @@ _PAGE = """<!doctype html>
 
 @bp.get("/openapi.json")
 def openapi():
-    return jsonify(current_app.extensions["resq.openapi"])
+    return jsonify(services().openapi)
 
 
 @bp.get("/docs")

@@ -11,6 +11,7 @@ from shared.errors import InvalidField, Unauthorized
 from web import metrics
 from web.idempotency import check_key
 from web.rate_limits import caller_key
+from web.services import services
 from web.wait_param import requested_wait
 
 bp = Blueprint("jobs", __name__)
@@ -20,7 +21,7 @@ bp = Blueprint("jobs", __name__)
 def authenticate():
     """With `API_KEYS` set, every `/jobs` call needs a valid key; `g.owner` is the
     key's owner id (empty without keys)."""
-    keys = current_app.extensions["resq.api_keys"]
+    keys = services().api_keys
     g.owner = ""
     if keys.enabled:
         owner = keys.owner_of(request)
@@ -31,15 +32,15 @@ def authenticate():
 
 def _quota_key() -> str:
     """Who a new job counts against for `QUEUE_MAX_PER_KEY`: as for the rate limit."""
-    return caller_key(g.owner if current_app.extensions["resq.api_keys"].enabled else None)
+    return caller_key(g.owner if services().api_keys.enabled else None)
 
 
 def _service():
-    return current_app.extensions["resq.jobs"]
+    return services().jobs
 
 
 def _intake():
-    return current_app.extensions["resq.intake"]
+    return services().intake
 
 
 def _wait_seconds() -> tuple[float, bool]:
@@ -53,8 +54,8 @@ def _await(jobs: list[Job], seconds: float) -> tuple[list[Job], float | None]:
     this API key) is taken, in which case the jobs are answered as they are now."""
     if seconds <= 0 or all(job.status.is_terminal() for job in jobs):
         return jobs, seconds
-    key = g.owner if current_app.extensions["resq.api_keys"].enabled else None
-    with current_app.extensions["resq.wait_slots"].hold(key) as granted:
+    key = g.owner if services().api_keys.enabled else None
+    with services().wait_slots.hold(key) as granted:
         if not granted:
             metrics.wait_declined()
             return jobs, None

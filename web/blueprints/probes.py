@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, jsonify
 
 from shared.errors import Unavailable
+from web.services import services
 
 bp = Blueprint("probes", __name__)
 
@@ -19,7 +20,7 @@ def healthz():
 def readyz():
     """Redis answers (the web tier depends on nothing else)."""
     try:
-        current_app.extensions["resq.jobs"].ping()
+        services().jobs.ping()
     except Unavailable:
         response = jsonify({"status": "unavailable", "checks": {"redis": "unreachable"}})
         response.status_code = 503

@@ -5,17 +5,18 @@ counts). Counts only: no job, key or owner is named, so it needs no API key, as
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, jsonify
 
 from shared.queue_load import read_load
 from web.job_service import redis_guard
+from web.services import services
 
 bp = Blueprint("scaling", __name__)
 
 
 @bp.get("/scaling")
 def scaling():
-    service = current_app.extensions["resq.jobs"]
+    service = services().jobs
     with redis_guard():
         load = read_load(service.client, service.settings.queue_name)
     return jsonify(load.model_dump())
