@@ -5,12 +5,27 @@ labels."""
 from __future__ import annotations
 
 from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
 
 import numpy as np
 
 from shared.errors import WorkerStalled
 from worker.batching import Batcher, BatchWatch
 from worker.engine import Engine
+
+
+@dataclass(frozen=True)
+class Classification:
+    """One image's classification, before the job adds its queue timings."""
+
+    predictions: list[dict]
+    """`{"label", "class_id", "score"}`, highest score first."""
+    model: dict
+    """The job result's `model` field (name, weights, precision, engine)."""
+    preprocess_ms: float
+    inference_ms: float
+    batch_size: int
+    """How many images shared the batch (logged; not part of the job's result)."""
 
 
 class Classifier:
@@ -23,7 +38,7 @@ class Classifier:
         self.deadline_seconds = deadline_seconds
 
     def classify(self, data: bytes, top_k: int, *, alone: bool = False,
-                 watch: BatchWatch | None = None, urgent: bool = False) -> dict:
+                 watch: BatchWatch | None = None, urgent: bool = False) -> Classification:
         """The job result for one image, less the queue timing. Raises `BadImage`
         (or `ImageTooLarge`) for an image that cannot be used; such an image fails
         alone and never reaches the model. `alone` runs it in a batch of its own;
@@ -38,15 +53,11 @@ class Classifier:
             raise WorkerStalled(f"the worker's batch made no progress in "
                                 f"{self.deadline_seconds:g} s; the job was ended rather than "
                                 "left waiting") from None
-        return {
-            "predictions": self.top_k(output.logits, top_k),
-            "model": self.model.info(),
-            "timing_ms": {
-                "preprocess": round(output.preprocess_seconds * 1000, 3),
-                "inference": round(output.inference_seconds * 1000, 3),
-            },
-            "batch_size": output.batch_size,
-        }
+        return Classification(predictions=self.top_k(output.logits, top_k),
+                              model=self.model.info(),
+                              preprocess_ms=round(output.preprocess_seconds * 1000, 3),
+                              inference_ms=round(output.inference_seconds * 1000, 3),
+                              batch_size=output.batch_size)
 
     def top_k(self, logits: np.ndarray, k: int) -> list[dict]:
         return likeliest(logits, k, self.model.labels)

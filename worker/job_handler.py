@@ -50,16 +50,19 @@ class JobHandler:
                                   f"job; it is not tried again")
         # A job charged with a crash runs in a batch of its own: if it is what kills
         # workers, no other job is charged with its crashes.
-        result = self.classifier.classify(data, top_k, alone=crashes > 0,
-                                          watch=_CrashCount(self.records, job_id),
-                                          urgent=interactive)
-        batch_size = result.pop("batch_size")
+        done = self.classifier.classify(data, top_k, alone=crashes > 0,
+                                        watch=_CrashCount(self.records, job_id),
+                                        urgent=interactive)
         finished = time.time()
-        result["timing_ms"] = {
-            "queued": round(max(0.0, taken - created_at) * 1000, 3),
-            **result["timing_ms"],
-            "total": round(max(0.0, finished - created_at) * 1000, 3),
+        log.info("job %s classified in a batch of %d", job_id, done.batch_size,
+                 extra={"job_id": job_id, "batch_size": done.batch_size})
+        return {
+            "predictions": done.predictions,
+            "model": done.model,
+            "timing_ms": {
+                "queued": round(max(0.0, taken - created_at) * 1000, 3),
+                "preprocess": done.preprocess_ms,
+                "inference": done.inference_ms,
+                "total": round(max(0.0, finished - created_at) * 1000, 3),
+            },
         }
-        log.info("job %s classified in a batch of %d", job_id, batch_size,
-                 extra={"job_id": job_id, "batch_size": batch_size})
-        return result

@@ -186,7 +186,7 @@ def test_a_worker_on_openvino_runs_without_torch(cache_dir, tmp_path):
         "from worker.runtime import build_classifier\n"
         "classifier = build_classifier(load_settings())\n"
         f"result = classifier.classify(open({str(image)!r}, 'rb').read(), top_k=3)\n"
-        "print(result['model'], len(result['predictions']))\n"
+        "print(result.model, len(result.predictions))\n"
         "assert not any(m.startswith('torch') and sys.modules[m] for m in sys.modules)\n")
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
                           text=True, timeout=300,
