@@ -21,7 +21,7 @@ from worker.health import Liveness
 from worker.heartbeat import Heartbeat, new_worker_id
 from worker.redelivery import LostJobSweeper
 from worker.runtime import load_classifier, loaded_classifier
-from worker.tasks import register_tasks
+from worker.tasks import ClassifyTask
 from worker.webhooks import WebhookDispatcher, WebhookSender
 
 settings = get_settings()
@@ -36,7 +36,7 @@ heartbeat = Heartbeat(client, settings.queue_name, worker_id,
                       interval=settings.worker_heartbeat_seconds)
 sweeper = LostJobSweeper(client, store, stale_after=settings.visibility_timeout_seconds,
                          interval=min(10.0, settings.visibility_timeout_seconds))
-register_tasks(app, settings, store, worker_id)
+app.register_task(ClassifyTask(settings, store, worker_id))
 log = logging.getLogger(__name__)
 
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import logging
 
-from celery import Celery
+from celery import Task
 
 from shared.celery_app import CLASSIFY_TASK
 from shared.errors import InferenceFailed, JobExpired, ResqError
 from shared.job_store import JobStore, Start
+from shared.settings import Settings
 from worker import metrics
 from worker.job_handler import JobHandler
 from worker.runtime import load_classifier
@@ -31,11 +32,21 @@ def public_error(error: Exception, job_id: str) -> ResqError:
                            f"(job {job_id})")
 
 
-def register_tasks(app: Celery, settings, store: JobStore, worker_id: str) -> None:
-    @app.task(name=CLASSIFY_TASK, bind=True, ignore_result=True)
-    def classify(self, top_k: int, created_at: float) -> None:
+class ClassifyTask(Task):
+    """The classify task, a class at module level: Celery calls `run` for each
+    message (the job id is the task id); `celery_worker` registers one instance with
+    the worker's settings, job store and id."""
+
+    name = CLASSIFY_TASK
+    ignore_result = True
+
+    def __init__(self, settings: Settings, store: JobStore, worker_id: str):
+        self.settings, self.store, self.worker_id = settings, store, worker_id
+
+    def run(self, top_k: int, created_at: float) -> None:
         job_id = self.request.id
-        started = store.start(job_id, worker=worker_id)
+        store = self.store
+        started = store.start(job_id, worker=self.worker_id)
         decision = started.decision
         if decision is Start.EXPIRED:
             # Queued past its deadline: ended `expired` here, never decoded.
@@ -53,11 +64,11 @@ def register_tasks(app: Celery, settings, store: JobStore, worker_id: str) -> No
             log.info("job %s is %s; its message is dropped unrun", job_id, decision.value,
                      extra={"job_id": job_id})
             return
-        handler = JobHandler(store.records, load_classifier(settings),
-                           max_attempts=settings.job_max_attempts)
+        handler = JobHandler(store.records, load_classifier(self.settings),
+                             max_attempts=self.settings.job_max_attempts)
         try:
             result = handler.run(job_id, top_k, created_at, image=started.image,
-                                crashes=started.crashes, interactive=started.interactive)
+                                 crashes=started.crashes, interactive=started.interactive)
         except Exception as error:
             failure = public_error(error, job_id)
             outcome, ended = failure.code, store.finish(job_id, error=failure)
