@@ -86,6 +86,13 @@ def assert_all_gone(proc, children):
                     30, "every process of make run to exit")
 
 
+def _cmdline(process: psutil.Process) -> list[str]:
+    try:
+        return process.cmdline()
+    except psutil.NoSuchProcess:  # ended between listing and reading
+        return []
+
+
 def test_make_run_serves_jobs_and_stops_on_sigterm(make_run):
     proc, web, ports = make_run
     response = requests.post(f"{web}/jobs?wait=30", data=jpeg(), timeout=60,
@@ -96,19 +103,21 @@ def test_make_run_serves_jobs_and_stops_on_sigterm(make_run):
     assert flower.status_code == 200
 
     children = descendants(proc.pid)
+    # Read once; a short-lived helper (the supervisor's sleep, say) may end meanwhile.
+    lines = {child.pid: _cmdline(child) for child in children}
     # The web tier listens on loopback only (a laptop does not serve its network).
     web_port = int(web.rsplit(":", 1)[1])
-    listening = {c.laddr.ip for child in children if "gunicorn" in " ".join(child.cmdline())
+    listening = {c.laddr.ip for child in children if "gunicorn" in " ".join(lines[child.pid])
                  for c in child.net_connections("tcp")
                  if c.status == psutil.CONN_LISTEN and c.laddr.port == web_port}
     assert listening == {"127.0.0.1"}
-    names = " ".join(" ".join(c.cmdline()) for c in children)
+    names = " ".join(" ".join(line) for line in lines.values())
     assert all(name in names for name in ("redis-server", "gunicorn", "-m worker", "flower"))
     # The worker has a liveness watch on its /healthz (tests/test_worker_liveness.py).
-    worker = next(c for c in children if c.cmdline()[1:3] == ["-m", "worker"])
-    watch = next(c for c in children if "shared.liveness" in c.cmdline())
-    assert watch.cmdline()[-2:] == ["--watch", str(worker.pid)]
-    assert f":{ports['WORKER_METRICS_PORT']}/healthz" in " ".join(watch.cmdline())
+    worker = next(c for c in children if lines[c.pid][1:3] == ["-m", "worker"])
+    watch = next(c for c in children if "shared.liveness" in lines[c.pid])
+    assert lines[watch.pid][-2:] == ["--watch", str(worker.pid)]
+    assert f":{ports['WORKER_METRICS_PORT']}/healthz" in " ".join(lines[watch.pid])
     proc.send_signal(signal.SIGTERM)
     assert_all_gone(proc, children)
 
@@ -154,7 +163,7 @@ def test_a_dead_worker_is_restarted_while_the_web_keeps_serving(make_run, tmp_pa
     proc, web, _ = make_run
 
     def workers():
-        return [c for c in descendants(proc.pid) if c.cmdline()[1:3] == ["-m", "worker"]]
+        return [c for c in descendants(proc.pid) if _cmdline(c)[1:3] == ["-m", "worker"]]
 
     [first] = workers()
     first.kill()
