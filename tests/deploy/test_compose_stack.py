@@ -160,9 +160,12 @@ def stack(tmp_path_factory, pytestconfig):
                 health.stop()
                 containers.podman("image", "prune", "-f", "--filter", "label=io.resq.project",
                                   check=False, timeout=600)
+                # Shown in CI's log: what the images cost and what the stack saw.
+                capture = pytestconfig.pluginmanager.get_plugin("capturemanager")
                 reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
-                if reporter:
-                    reporter.write_line(f"compose stack: {json.dumps(report)}")
+                if capture and reporter:
+                    with capture.global_and_fixture_disabled():
+                        reporter.write_line(f"\ncompose stack: {json.dumps(report)}")
     leftover = containers.podman("ps", "-a", "-q", "--filter",
                                  f"label=com.docker.compose.project={project}").stdout
     assert not leftover.strip(), f"containers left behind: {leftover}"
