@@ -28,7 +28,8 @@
 
 Nothing else writes a job's state: the web tier creates, reads and cancels through
 this class; the worker starts and finishes through it; the sweeper re-sends
-through it; the webhook dispatcher reads its deliveries from the outbox here.
+through it; the webhook dispatcher reads its deliveries from the outbox the finish script
+writes (`shared.webhook_outbox`).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from enum import Enum
 import redis
 from celery import Celery
 
+from shared import redis_scripts
 from shared.api_models import ErrorDetail, Job, JobResult, JobStatus
 from shared.celery_app import CLASSIFY_TASK
 from shared.errors import (
@@ -54,12 +56,11 @@ from shared.errors import (
 )
 from shared.job_records import IMAGE_PREFIX, RECORD_PREFIX, JobRecord, JobRecords
 from shared.lanes import Lane, lane_list, served_lists
+from shared.webhook_outbox import DELIVERY_PREFIX, OUTBOX_PREFIX, WebhookOutbox
 
 # Waiting requests subscribe to these channels (`web.result_waiter`).
 EVENTS_PREFIX = "resq:job-events:"
 QUEUED_BYTES_PREFIX = "resq:queued-bytes:"
-OUTBOX_PREFIX = "resq:outbox:"  # webhook deliveries due, scored by when
-DELIVERY_PREFIX = "resq:delivery:"  # one hash per delivery: job id, URL, attempts
 RETRY_AFTER_QUEUE_FULL = 10
 RETRY_AFTER_QUOTA = 5
 # New jobs are refused while Redis's memory is this close to its `maxmemory`: the
@@ -67,119 +68,6 @@ RETRY_AFTER_QUOTA = 5
 # a full Redis drains instead of wedging (with noeviction, a write past maxmemory
 # is refused, the worker's included).
 REDIS_MEMORY_HEADROOM = 0.10
-
-# A job's record names the counter of its owner's queued jobs (`QUEUE_MAX_PER_KEY`)
-# in its `quota` field; the job leaves the count when it leaves `queued`, in the
-# one script that moves it on (start, finish or discard).
-_LEAVE_QUEUED = """
-local function leave_queued(record)
-  local quota = redis.call('HGET', record, 'quota')
-  if quota and quota ~= '' and tonumber(redis.call('DECR', quota)) < 0 then
-    redis.call('SET', quota, 0)
-  end
-end
-"""
-
-_CREATE = """
--- KEYS: record, image, queued-bytes, owner's queued-jobs counter
--- ARGV: max bytes (0: no limit), size, ttl, image, max per owner (0: no limit),
--- then field/value pairs of the record. Returns 1, or 0 (bytes full), -1 (quota).
-local max_bytes, size = tonumber(ARGV[1]), tonumber(ARGV[2])
-if max_bytes > 0 and (tonumber(redis.call('GET', KEYS[3]) or '0') + size) > max_bytes then
-  return 0
-end
-local max_per_owner = tonumber(ARGV[5])
-if max_per_owner > 0 then
-  if tonumber(redis.call('GET', KEYS[4]) or '0') >= max_per_owner then return -1 end
-  redis.call('INCR', KEYS[4])
-  redis.call('EXPIRE', KEYS[4], ARGV[3])
-end
-redis.call('HSET', KEYS[1], unpack(ARGV, 6))
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-redis.call('SET', KEYS[2], ARGV[4], 'EX', ARGV[3])
-redis.call('INCRBY', KEYS[3], size)
-return 1
-"""
-
-_DISCARD = _LEAVE_QUEUED + """
--- KEYS: record, image, queued-bytes. Removes a job that is still queued.
-if redis.call('HGET', KEYS[1], 'status') ~= 'queued' then return 0 end
-leave_queued(KEYS[1])
-local size = tonumber(redis.call('HGET', KEYS[1], 'bytes') or '0')
-redis.call('DEL', KEYS[1], KEYS[2])
-if tonumber(redis.call('DECRBY', KEYS[3], size)) < 0 then redis.call('SET', KEYS[3], 0) end
-return 1
-"""
-
-_START = _LEAVE_QUEUED + """
--- KEYS: record, image, outbox, delivery; ARGV: worker, now, ttl, delivery id, job id.
--- Returns the job's status before the call ('' for an unknown job), or 'expired'
--- for a queued job past its deadline (left as it is: the caller ends it). Only a
--- queued or started job is (re)marked started, and for it also its crash count, its
--- image (false once gone) and its lane come back: one round trip. A job's first start sends
--- its `started` webhook if it asked for one.
-local status = redis.call('HGET', KEYS[1], 'status')
-if not status then return {''} end
-if status == 'queued' then
-  local deadline = tonumber(redis.call('HGET', KEYS[1], 'deadline_at') or '0')
-  if deadline > 0 and tonumber(ARGV[2]) > deadline then return {'expired'} end
-  leave_queued(KEYS[1])
-  local webhook = redis.call('HGET', KEYS[1], 'webhook')
-  local events = redis.call('HGET', KEYS[1], 'webhook_events') or ''
-  if webhook and webhook ~= '' and string.find(',' .. events .. ',', ',started,', 1, true) then
-    redis.call('HSET', KEYS[4], 'job_id', ARGV[5], 'url', webhook,
-               'attempts', 0, 'event', 'started')
-    redis.call('EXPIRE', KEYS[4], ARGV[3])
-    redis.call('ZADD', KEYS[3], ARGV[2], ARGV[4])
-  end
-end
-if status == 'queued' or status == 'started' then
-  redis.call('HSET', KEYS[1], 'status', 'started', 'worker', ARGV[1], 'started_at', ARGV[2])
-  return {status, redis.call('HGET', KEYS[1], 'crashes') or '0', redis.call('GET', KEYS[2]),
-          redis.call('HGET', KEYS[1], 'lane') or 'batch'}
-end
-return {status}
-"""
-
-_FINISH = _LEAVE_QUEUED + """
--- KEYS: record, image, inflight index, queued-bytes, outbox, delivery, events channel
--- ARGV: job id, status, field ('result' or 'error'), payload JSON, now, ttl, delivery id
-local status = redis.call('HGET', KEYS[1], 'status')
-if not status or status == 'succeeded' or status == 'failed' then
-  return 0
-end
-if status == 'queued' then leave_queued(KEYS[1]) end
--- Frees first: with Redis full (maxmemory, noeviction) a script's first write
--- decides whether it may run, and deleting is always allowed.
-redis.call('DEL', KEYS[2])
-redis.call('ZREM', KEYS[3], ARGV[1])
-redis.call('HSET', KEYS[1], 'status', ARGV[2], ARGV[3], ARGV[4], 'finished_at', ARGV[5])
-redis.call('EXPIRE', KEYS[1], ARGV[6])
-local size = tonumber(redis.call('HGET', KEYS[1], 'bytes') or '0')
-if size > 0 and tonumber(redis.call('DECRBY', KEYS[4], size)) < 0 then
-  redis.call('SET', KEYS[4], 0)
-end
-local webhook = redis.call('HGET', KEYS[1], 'webhook')
-local events = redis.call('HGET', KEYS[1], 'webhook_events') or 'completed'
-if webhook and webhook ~= '' and string.find(',' .. events .. ',', ',completed,', 1, true) then
-  redis.call('HSET', KEYS[6], 'job_id', ARGV[1], 'url', webhook, 'attempts', 0,
-             'event', 'completed')
-  redis.call('EXPIRE', KEYS[6], ARGV[6])
-  redis.call('ZADD', KEYS[5], ARGV[5], ARGV[7])
-end
-redis.call('PUBLISH', KEYS[7], ARGV[2])
-return 1
-"""
-
-_CLAIM = """
--- KEYS: outbox; ARGV: now, lease seconds. The first due delivery, leased until
--- now + lease (a dispatcher that dies with it lets it come due again).
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 1)
-if #due == 0 then return false end
-redis.call('ZADD', KEYS[1], tonumber(ARGV[1]) + tonumber(ARGV[2]), due[1])
-return due[1]
-"""
-
 
 class Start(Enum):
     """What a worker does with a job's message."""
@@ -202,15 +90,6 @@ class Started:
     interactive: bool = False
 
 
-@dataclass(frozen=True)
-class Delivery:
-    id: str
-    job_id: str
-    url: str
-    attempts: int
-    event: str = "completed"  # or "started" (`webhook_events`)
-
-
 # What a job's webhook may be sent on; a job asks for some (`webhook_events`).
 WEBHOOK_EVENTS = ("started", "completed")
 QUEUE_PREFIX_BY_OWNER = "resq:queued-by:"  # + queue + ":" + owner key: queued jobs
@@ -225,11 +104,11 @@ class JobStore:
         self.records = JobRecords(client, ttl_seconds, queue)
         self.queued_bytes_key = QUEUED_BYTES_PREFIX + queue
         self.outbox_key = OUTBOX_PREFIX + queue
-        self._create = client.register_script(_CREATE)
-        self._discard_script = client.register_script(_DISCARD)
-        self._start = client.register_script(_START)
-        self._finish = client.register_script(_FINISH)
-        self._claim = client.register_script(_CLAIM)
+        self._create = client.register_script(redis_scripts.CREATE)
+        self._discard_script = client.register_script(redis_scripts.DISCARD)
+        self._start = client.register_script(redis_scripts.START)
+        self._finish = client.register_script(redis_scripts.FINISH)
+        self.outbox = WebhookOutbox(client, queue)
 
     # --- create + enqueue (web tier) ------------------------------------------
     def create(self, job_id: str, *, top_k: int, form: str, image: bytes, owner: str = "",
@@ -370,35 +249,6 @@ class JobStore:
         """Cancel wins: a queued or started job ends `failed`/`cancelled` now. True if
         this call ended it; False if it had ended already."""
         return self.finish(job_id, error=JobCancelled())
-
-    # --- webhook outbox -----------------------------------------------------------
-    def claim_delivery(self, lease_seconds: float) -> Delivery | None:
-        """The next due webhook delivery, leased to the caller for `lease_seconds`."""
-        delivery_id = self._claim(keys=[self.outbox_key], args=[time.time(), lease_seconds])
-        if not delivery_id:
-            return None
-        delivery_id = delivery_id.decode()
-        fields = self.client.hgetall(DELIVERY_PREFIX + delivery_id)
-        if not fields:  # expired with its job: nothing left to send
-            self.client.zrem(self.outbox_key, delivery_id)
-            return None
-        return Delivery(id=delivery_id, job_id=fields[b"job_id"].decode(),
-                        url=fields[b"url"].decode(), attempts=int(fields[b"attempts"]),
-                        event="started" if fields.get(b"event") == b"started" else "completed")
-
-    def delivery_done(self, delivery: Delivery) -> None:
-        """Delivered, or given up: the delivery leaves the outbox."""
-        with self.client.pipeline(transaction=True) as pipe:
-            pipe.zrem(self.outbox_key, delivery.id)
-            pipe.delete(DELIVERY_PREFIX + delivery.id)
-            pipe.execute()
-
-    def delivery_failed(self, delivery: Delivery, retry_in: float) -> None:
-        """Try the delivery again in `retry_in` seconds."""
-        with self.client.pipeline(transaction=True) as pipe:
-            pipe.hincrby(DELIVERY_PREFIX + delivery.id, "attempts", 1)
-            pipe.zadd(self.outbox_key, {delivery.id: time.time() + retry_in})
-            pipe.execute()
 
     def queued_bytes(self) -> int:
         return int(self.client.get(self.queued_bytes_key) or 0)

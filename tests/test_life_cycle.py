@@ -13,8 +13,9 @@ import pytest
 import redis
 
 from shared.celery_app import make_celery
-from shared.job_store import OUTBOX_PREFIX, JobStore
+from shared.job_store import JobStore
 from shared.url_guard import AddressPolicy
+from shared.webhook_outbox import OUTBOX_PREFIX
 from tests.conftest import make_settings, running_app
 from tests.support.gated_worker import GATE_DIR_VAR, GATE_MARKER
 from tests.support.images import jpeg
@@ -150,9 +151,9 @@ def test_a_delivery_whose_dispatcher_died_is_sent_by_another_once(idle_settings)
         store.create("job-1", top_k=5, form="raw", image=jpeg(), webhook=receiver.url)
         assert store.finish("job-1", result=RESULT)
         assert not store.finish("job-1", result=RESULT)  # the first end is the only one
-        taken = store.claim_delivery(lease_seconds=0.5)  # ...by a dispatcher that dies
+        taken = store.outbox.claim(lease_seconds=0.5)  # ...by a dispatcher that dies
         assert taken is not None and taken.job_id == "job-1"
-        assert store.claim_delivery(lease_seconds=0.5) is None  # leased, not handed twice
+        assert store.outbox.claim(lease_seconds=0.5) is None  # leased, not handed twice
         sender = WebhookSender(store, secret=SECRET.encode(), timeout=5,
                                policy=AddressPolicy((ipaddress.ip_network("127.0.0.1/32"),),
                                                      allow_ports=None))

@@ -31,9 +31,10 @@ from http.client import HTTPException
 from urllib3.exceptions import HTTPError
 
 from shared.errors import BadUrl
-from shared.job_store import Delivery, JobStore, job_view
+from shared.job_store import JobStore, job_view
 from shared.pinned_http import Deadline, DeadlineExceeded, pinned_request
 from shared.url_guard import AddressPolicy, Resolver, resolve
+from shared.webhook_outbox import Delivery
 from worker import metrics
 
 log = logging.getLogger(__name__)
@@ -137,7 +138,7 @@ class WebhookDispatcher:
     def _loop(self) -> None:
         while not self._stopping.is_set():
             try:
-                delivery = self.store.claim_delivery(self.lease_seconds)
+                delivery = self.store.outbox.claim(self.lease_seconds)
             except Exception as error:  # Redis away: the outbox keeps every delivery
                 log.warning("webhook outbox unreachable: %s", error)
                 self._stopping.wait(1.0)
@@ -159,11 +160,11 @@ class WebhookDispatcher:
                 log.error("webhook of job %s: giving up after %d attempts (%s)",
                           delivery.job_id, tried, error, extra={"job_id": delivery.job_id})
                 metrics.WEBHOOKS.labels(outcome="gave_up").inc()
-                self.store.delivery_done(delivery)
+                self.store.outbox.done(delivery)
                 return
             metrics.WEBHOOKS.labels(outcome="retried").inc()
-            self.store.delivery_failed(delivery, min(2 ** delivery.attempts,
+            self.store.outbox.failed(delivery, min(2 ** delivery.attempts,
                                                      MAX_BACKOFF_SECONDS))
             return
         metrics.WEBHOOKS.labels(outcome="delivered" if delivered else "refused").inc()
-        self.store.delivery_done(delivery)
+        self.store.outbox.done(delivery)

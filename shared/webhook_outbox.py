@@ -1,0 +1,68 @@
+"""The webhook outbox in Redis: deliveries due, scored by when (`resq:outbox:<queue>`),
+one hash per delivery (`resq:delivery:<id>`: job id, URL, attempts, event). A job's
+finish (or first start) script writes its delivery here, in the same step that ends
+the job (`shared.redis_scripts`); the worker's dispatcher (`worker.webhooks`) claims
+due deliveries under a lease, so a dispatcher that dies lets its claim come due again."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import redis
+
+OUTBOX_PREFIX = "resq:outbox:"  # webhook deliveries due, scored by when
+DELIVERY_PREFIX = "resq:delivery:"  # one hash per delivery: job id, URL, attempts
+
+CLAIM = """
+-- KEYS: outbox; ARGV: now, lease seconds. The first due delivery, leased until
+-- now + lease (a dispatcher that dies with it lets it come due again).
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 1)
+if #due == 0 then return false end
+redis.call('ZADD', KEYS[1], tonumber(ARGV[1]) + tonumber(ARGV[2]), due[1])
+return due[1]
+"""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    id: str
+    job_id: str
+    url: str
+    attempts: int
+    event: str = "completed"  # or "started" (`webhook_events`)
+
+
+class WebhookOutbox:
+    def __init__(self, client: redis.Redis, queue: str):
+        self.client = client
+        self.outbox_key = OUTBOX_PREFIX + queue
+        self._claim = client.register_script(CLAIM)
+
+    def claim(self, lease_seconds: float) -> Delivery | None:
+        """The next due webhook delivery, leased to the caller for `lease_seconds`."""
+        delivery_id = self._claim(keys=[self.outbox_key], args=[time.time(), lease_seconds])
+        if not delivery_id:
+            return None
+        delivery_id = delivery_id.decode()
+        fields = self.client.hgetall(DELIVERY_PREFIX + delivery_id)
+        if not fields:  # expired with its job: nothing left to send
+            self.client.zrem(self.outbox_key, delivery_id)
+            return None
+        return Delivery(id=delivery_id, job_id=fields[b"job_id"].decode(),
+                        url=fields[b"url"].decode(), attempts=int(fields[b"attempts"]),
+                        event="started" if fields.get(b"event") == b"started" else "completed")
+
+    def done(self, delivery: Delivery) -> None:
+        """Delivered, or given up: the delivery leaves the outbox."""
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.zrem(self.outbox_key, delivery.id)
+            pipe.delete(DELIVERY_PREFIX + delivery.id)
+            pipe.execute()
+
+    def failed(self, delivery: Delivery, retry_in: float) -> None:
+        """Try the delivery again in `retry_in` seconds."""
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.hincrby(DELIVERY_PREFIX + delivery.id, "attempts", 1)
+            pipe.zadd(self.outbox_key, {delivery.id: time.time() + retry_in})
+            pipe.execute()
