@@ -12,7 +12,8 @@ from PIL import Image
 from shared.capacity import usable_cores
 from shared.settings import Settings
 from worker import metrics
-from worker.batching import Batcher, BatchPipeline
+from worker.batch_pipeline import BatchPipeline
+from worker.batching import Batcher
 from worker.classifier import Classifier
 from worker.engine import Engine, load_engine
 from worker.preprocess import preprocess

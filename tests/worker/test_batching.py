@@ -9,7 +9,8 @@ from contextlib import ExitStack, contextmanager
 import numpy as np
 import pytest
 
-from worker.batching import Batcher, BatchPipeline
+from worker.batch_pipeline import BatchPipeline
+from worker.batching import Batcher
 
 
 class RecordingModel:

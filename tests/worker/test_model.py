@@ -6,7 +6,8 @@ import torch
 from torchvision.models import ResNet50_Weights, resnet50
 
 from tests.support.images import jpeg
-from worker.batching import Batcher, BatchPipeline
+from worker.batch_pipeline import BatchPipeline
+from worker.batching import Batcher
 from worker.classifier import Classifier
 from worker.model import load_model
 from worker.preprocess import preprocess
