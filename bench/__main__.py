@@ -26,9 +26,9 @@ import requests
 from bench import inprocess, lanes, load, report, workload
 from bench.cpu import ServiceCpu
 from shared.capacity import usable_cores
-from shared.settings import ModelEngine, Precision, load_settings
 from tests.support.processes import await_condition, redis_server, start_gunicorn, start_worker
 from worker.precision import cpu_flags
+from worker.settings import ModelEngine, Precision, WorkerSettings
 from worker.weights import resolve_weights
 
 NOTABLE_FLAGS = frozenset({"avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16",
@@ -177,7 +177,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="resq-bench-"))
     cache_dir = work / "compiled"
     threads = os.environ.get("TORCH_THREADS", "0")
-    settings = load_settings(model_weights=weights, batch_max_size=max_batch,
+    settings = WorkerSettings.load(model_weights=weights, batch_max_size=max_batch,
                              model_compile=compile_model, compile_cache_dir=cache_dir,
                              torch_threads=int(threads))
     images = {size: workload.jpegs(size, 4 if quick else 8) for size in workload.SIZES}

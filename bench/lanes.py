@@ -21,7 +21,7 @@ from bench.cpu import ServiceCpu
 from bench.load import run_in_threads
 from shared.celery_app import make_celery
 from shared.lanes import served_lists
-from shared.settings import load_settings
+from shared.settings import CommonSettings
 from tests.support.processes import await_condition
 
 
@@ -85,7 +85,7 @@ def expired_cost(base: str, image: bytes, count: int, redis_url: str, queue: str
     import redis
 
     client = redis.Redis.from_url(redis_url)
-    control = make_celery(load_settings(redis_url=redis_url, queue_name=queue)).control
+    control = make_celery(CommonSettings.load(redis_url=redis_url, queue_name=queue)).control
     lists = served_lists(queue)
     for name in lists:
         control.cancel_consumer(name, destination=[node], reply=True, timeout=5)

@@ -11,7 +11,7 @@ from celery import Celery
 from kombu import Queue
 
 from shared.lanes import served_lists
-from shared.settings import Settings
+from shared.settings import CommonSettings
 
 CLASSIFY_TASK = "resq.classify"
 # Where kombu's Redis transport keeps the messages workers have taken and not yet
@@ -24,7 +24,7 @@ UNACKED_INDEX_KEY = "unacked_index"
 REDIS_SOCKET_TIMEOUT = 2.0
 
 
-def make_celery(settings: Settings, *, store_retries: int = 2) -> Celery:
+def make_celery(settings: CommonSettings, *, store_retries: int = 2) -> Celery:
     """The Celery app. `store_retries` bounds how often storing a result is retried
     while Redis is away: small for the web tier (it answers 503 instead), large for
     the worker (it holds the finished result until Redis is back)."""

@@ -2,10 +2,10 @@
 settings and the queue, no task code, so the monitor never imports torch."""
 
 from shared.celery_app import make_celery
+from shared.flower_main import FlowerSettings
 from shared.patches import flower_metrics_behind_auth
-from shared.settings import get_settings
 
-app = make_celery(get_settings())
+app = make_celery(FlowerSettings.current())
 
 # This module is Flower's entry point: Flower's /metrics goes behind its basic auth.
 flower_metrics_behind_auth()

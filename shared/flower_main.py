@@ -12,18 +12,40 @@ import os
 import secrets
 import sys
 
-from shared.settings import Settings, settings_or_exit
+from pydantic import Field, field_validator
+
+from shared.settings import CommonSettings
 
 ONE_TIME_USER = "resq"
 
 
-def flower_args(settings: Settings) -> list[str]:
+class FlowerSettings(CommonSettings):
+    """Flower's: its port and its basic auth (besides the queue it watches)."""
+
+    flower_basic_auth: str = ""
+    """`user:password[,user2:password2]` required by Flower; empty means Flower is
+    started only on 127.0.0.1 (never without auth on other interfaces)."""
+
+    flower_port: int = Field(5555, ge=1, le=65535)
+    """TCP port of Flower, the Celery monitor."""
+
+    @field_validator("flower_basic_auth")
+    @classmethod
+    def _basic_auth(cls, value: str) -> str:
+        for pair in filter(None, value.split(",")):
+            user, sep, password = pair.partition(":")
+            if not sep or not user or not password:
+                raise ValueError("must be `user:password` pairs separated by commas")
+        return value
+
+
+def flower_args(settings: FlowerSettings) -> list[str]:
     address = "0.0.0.0" if settings.flower_basic_auth else "127.0.0.1"
     return ["-A", "shared.flower_app", "flower", f"--port={settings.flower_port}",
             f"--address={address}"]
 
 
-def flower_env(settings: Settings, one_time_password: str) -> dict[str, str]:
+def flower_env(settings: FlowerSettings, one_time_password: str) -> dict[str, str]:
     """Flower's environment: the credentials it asks for, and nothing it would
     misread (Flower takes every `FLOWER_<option>` variable as an option)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWER_")}
@@ -33,7 +55,7 @@ def flower_env(settings: Settings, one_time_password: str) -> dict[str, str]:
 
 
 def main() -> int:
-    settings = settings_or_exit("resq flower")
+    settings = FlowerSettings.or_exit("resq flower")
     password = secrets.token_urlsafe(12)
     if not settings.flower_basic_auth:
         print(f"resq flower: http://127.0.0.1:{settings.flower_port} user {ONE_TIME_USER} "

@@ -9,11 +9,11 @@ from contextlib import contextmanager
 
 import pytest
 
-from shared.settings import load_settings
 from tests.support import reaper
 from tests.support.processes import redis_server, running_processes, start_gunicorn, start_worker
 from web import create_app
 from web.services import services
+from web.settings import WebSettings
 
 WORKER_QUEUE = "resq-test"
 
@@ -84,9 +84,11 @@ def make_settings(redis_url: str, **overrides):
     tests' image servers listen (a deployment never needs that); the SSRF tests
     override it. Rate limits are off (every test client is 127.0.0.1); their tests
     set one."""
+    unknown = set(overrides) - set(WebSettings.model_fields)
+    assert not unknown, f"not settings of the web tier: {unknown}"
     overrides = {"url_fetch_allow_networks": "127.0.0.1/32", "url_fetch_allow_ports": "any",
                  "rate_limit": "", **overrides}
-    return load_settings(redis_url=redis_url, model_weights="random", **overrides)
+    return WebSettings.load(redis_url=redis_url, **overrides)
 
 
 @pytest.fixture()

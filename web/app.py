@@ -11,7 +11,6 @@ from shared.celery_app import make_celery
 from shared.patches import refuse_decompression_bombs
 from shared.queue_metrics import QueueCollector
 from shared.redis_client import connect
-from shared.settings import Settings, get_settings
 from shared.url_guard import AddressPolicy
 from web import metrics
 from web.auth import ApiKeys
@@ -23,6 +22,7 @@ from web.openapi import build_openapi
 from web.rate_limits import install_rate_limits
 from web.result_waiter import ResultWaiter
 from web.services import Services
+from web.settings import WebSettings
 from web.url_fetch import UrlFetcher
 from web.wait_slots import WaitSlots
 
@@ -34,8 +34,8 @@ MULTIPART_OVERHEAD = 64 * 1024
 MAX_FORM_FIELD_BYTES = 1024 * 1024
 
 
-def create_app(settings: Settings | None = None) -> Flask:
-    settings = settings or get_settings()
+def create_app(settings: WebSettings | None = None) -> Flask:
+    settings = settings or WebSettings.current()
     refuse_decompression_bombs()
     app = Flask(__name__, static_folder=None)
     app.config.update(

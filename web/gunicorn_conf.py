@@ -8,10 +8,10 @@ waiting request holds one thread (not a process), so one process holds
 import os
 import sys
 
-from shared.settings import get_settings
 from web.metrics_dir import ForeignFiles, empty_metrics_dir
+from web.settings import WebSettings
 
-_settings = get_settings()
+_settings = WebSettings.current()
 
 # Prometheus multiprocess mode: every gunicorn worker writes its counters under
 # METRICS_DIR and /metrics sums them (web.metrics). The directory is emptied of an

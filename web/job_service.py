@@ -19,11 +19,11 @@ from shared.errors import BrokerUnavailable, JobNotFound
 from shared.job_store import JobStore, job_view
 from shared.lanes import Lane
 from shared.redis_client import REDIS_ERRORS
-from shared.settings import Settings
 from web import metrics
 from web.idempotency import IdempotencyStore
 from web.intake import Submission
 from web.result_waiter import RECHECK_SECONDS, ResultWaiter
+from web.settings import WebSettings
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def redis_guard():
 
 
 class JobService:
-    def __init__(self, settings: Settings, celery: Celery, client: redis.Redis,
+    def __init__(self, settings: WebSettings, celery: Celery, client: redis.Redis,
                  waiter: ResultWaiter):
         self.settings = settings
         self.celery = celery

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 from flask import Flask, current_app
 
-from shared.settings import Settings
 from web.auth import ApiKeys
 from web.intake import Intake
 from web.job_service import JobService
+from web.settings import WebSettings
 from web.wait_slots import WaitSlots
 
 EXTENSION = "resq"
@@ -19,7 +19,7 @@ EXTENSION = "resq"
 
 @dataclass(frozen=True)
 class Services:
-    settings: Settings
+    settings: WebSettings
     jobs: JobService
     """Submit, read, wait for and cancel jobs (Redis and the queue behind it)."""
     intake: Intake

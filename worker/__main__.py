@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 
 from shared.lanes import served_lists
-from shared.settings import settings_or_exit
+from worker.settings import WorkerSettings
 
 
 def main(argv: list[str]) -> int:
@@ -17,7 +17,7 @@ def main(argv: list[str]) -> int:
         from worker.check_precision import main as check_precision
 
         return check_precision(argv[1:])
-    settings = settings_or_exit("resq worker")
+    settings = WorkerSettings.or_exit("resq worker")
     from shared.log_format import configure
 
     configure(settings.log_level, settings.log_format)

@@ -9,11 +9,11 @@ from __future__ import annotations
 import sys
 
 from shared.log_format import configure
-from shared.settings import settings_or_exit
+from worker.settings import WorkerSettings
 
 
 def main() -> int:
-    settings = settings_or_exit("resq prepare")
+    settings = WorkerSettings.or_exit("resq bake")
     configure(settings.log_level, settings.log_format)
     from worker.runtime import build_classifier
     from worker.weights import resolve_weights

@@ -14,17 +14,17 @@ from shared import log_format
 from shared.celery_app import make_celery
 from shared.job_store import JobStore
 from shared.redis_client import connect
-from shared.settings import get_settings
 from shared.url_guard import AddressPolicy
 from worker import health, metrics
 from worker.health import Liveness
 from worker.heartbeat import Heartbeat, new_worker_id
 from worker.redelivery import LostJobSweeper
 from worker.runtime import load_classifier, loaded_classifier
+from worker.settings import WorkerSettings
 from worker.tasks import ClassifyTask
 from worker.webhooks import WebhookDispatcher, WebhookSender
 
-settings = get_settings()
+settings = WorkerSettings.current()
 app = make_celery(settings, store_retries=100)
 # Jobs in the middle of their run wait out a Redis restart rather than fail.
 REDIS_RIDE_OUT_SECONDS = 60

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.settings import Precision, SettingsError, load_settings
+from shared.settings import SettingsError
 from worker.calibration import MAX_PIXELS, SUFFIXES
 from worker.preprocess import preprocess
+from worker.settings import Precision, WorkerSettings
 
 
 def load_crops(directory: Path) -> tuple[list[str], np.ndarray]:
@@ -69,7 +70,7 @@ def main(argv: list[str]) -> int:
         print(f"check-precision: {args.directory}: no such directory", file=sys.stderr)
         return 2
     try:
-        settings = load_settings(**({"model_precision": args.precision} if args.precision
+        settings = WorkerSettings.load(**({"model_precision": args.precision} if args.precision
                                     else {}))
     except SettingsError as error:
         print(f"check-precision: {error}", file=sys.stderr)

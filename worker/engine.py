@@ -15,8 +15,8 @@ from typing import Protocol
 
 import numpy as np
 
-from shared.settings import ModelEngine, Settings
 from worker.precision import resolve_precision
+from worker.settings import ModelEngine, WorkerSettings
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def model_info(engine: Engine) -> dict:
             "engine": engine.name}
 
 
-def load_engine(settings: Settings, threads: int) -> Engine:
+def load_engine(settings: WorkerSettings, threads: int) -> Engine:
     precision = resolve_precision(settings.model_precision)
     if settings.model_engine is ModelEngine.TORCH:
         from worker.torch_engine import load_torch_engine

@@ -32,7 +32,6 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.settings import Settings
 from worker.artefacts import (
     SHARED_DIRECTORY_MODE,
     SHARED_FILE_MODE,
@@ -45,6 +44,7 @@ from worker.engine import EngineUnavailable, model_info
 from worker.labels import IMAGENET_CLASSES
 from worker.precision import BF16_FLAGS, cpu_flags
 from worker.preprocess import CROP_SIZE, MEAN_255, STD_255
+from worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 
@@ -231,7 +231,7 @@ def compile_for_cpu(core, xml: Path, precision: str, threads: int):
         return core.compile_model(str(xml), "CPU", compile_config("fp32", threads))
 
 
-def load_openvino_engine(settings: Settings, precision: str, threads: int) -> OpenVinoEngine:
+def load_openvino_engine(settings: WorkerSettings, precision: str, threads: int) -> OpenVinoEngine:
     ov = _openvino()
     from worker.weights import resolve_weights, weights_identity
 

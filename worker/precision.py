@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shared.settings import Precision
+from worker.settings import Precision
 
 # CPU flags that give native bf16 matrix work (AMX tiles or AVX-512 BF16).
 BF16_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})

@@ -10,13 +10,13 @@ import threading
 from PIL import Image
 
 from shared.capacity import usable_cores
-from shared.settings import Settings
 from worker import metrics
 from worker.batch_pipeline import BatchPipeline
 from worker.batching import Batcher
 from worker.classifier import Classifier
 from worker.engine import Engine, load_engine
 from worker.preprocess import preprocess
+from worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 
@@ -24,13 +24,13 @@ _lock = threading.Lock()
 _classifier: Classifier | None = None
 
 
-def torch_threads(settings: Settings) -> int:
+def torch_threads(settings: WorkerSettings) -> int:
     """Model threads (either engine's): the setting, else every core this worker may
     use."""
     return settings.torch_threads or usable_cores()
 
 
-def build_classifier(settings: Settings) -> Classifier:
+def build_classifier(settings: WorkerSettings) -> Classifier:
     threads = torch_threads(settings)
     engine = load_engine(settings, threads)
     pipeline = batch_pipeline(engine, settings, threads)
@@ -54,7 +54,7 @@ def build_classifier(settings: Settings) -> Classifier:
     return Classifier(engine, batcher, deadline_seconds=settings.worker_stall_seconds)
 
 
-def batch_pipeline(engine: Engine, settings: Settings, threads: int) -> BatchPipeline:
+def batch_pipeline(engine: Engine, settings: WorkerSettings, threads: int) -> BatchPipeline:
     """Decode with as many threads as the model has cores, then run the model."""
     pixels, decode_bytes = settings.max_image_pixels, settings.max_decode_bytes
     return BatchPipeline(lambda data: preprocess(data, pixels, max_decode_bytes=decode_bytes),
@@ -72,7 +72,7 @@ def loaded_classifier() -> Classifier | None:
     return _classifier
 
 
-def load_classifier(settings: Settings) -> Classifier:
+def load_classifier(settings: WorkerSettings) -> Classifier:
     """The process's classifier, built on the first call."""
     global _classifier
     with _lock:

@@ -13,10 +13,10 @@ from celery import Task
 from shared.celery_app import CLASSIFY_TASK
 from shared.errors import InferenceFailed, JobExpired, ResqError
 from shared.job_store import JobStore, Start
-from shared.settings import Settings
 from worker import metrics
 from worker.job_handler import JobHandler
 from worker.runtime import load_classifier
+from worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class ClassifyTask(Task):
     name = CLASSIFY_TASK
     ignore_result = True
 
-    def __init__(self, settings: Settings, store: JobStore, worker_id: str):
+    def __init__(self, settings: WorkerSettings, store: JobStore, worker_id: str):
         self.settings, self.store, self.worker_id = settings, store, worker_id
 
     def run(self, top_k: int, created_at: float) -> None:

@@ -9,11 +9,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from shared.settings import Settings
 from worker.compiled import CompiledModelCache
 from worker.engine import model_info
 from worker.model import LoadedModel, load_model
 from worker.preprocess import normalise
+from worker.settings import WorkerSettings
 from worker.weights import resolve_weights, weights_identity
 
 
@@ -50,7 +50,7 @@ class TorchEngine:
         return model_info(self)
 
 
-def load_torch_engine(settings: Settings, precision: str, threads: int) -> TorchEngine:
+def load_torch_engine(settings: WorkerSettings, precision: str, threads: int) -> TorchEngine:
     if precision == "int8":
         raise ValueError("int8 runs on the OpenVINO engine only")
     torch.set_num_threads(threads)

@@ -158,7 +158,7 @@ def test_defaults_carry_the_seed_resources_and_consistent_scale_in_settings(rend
     worker = named(objects, "Deployment", "demo-resq-worker")["spec"]["template"]["spec"]
     resources = worker["containers"][0]["resources"]
     assert resources["limits"] == {"cpu": "2", "memory": "4Gi"}
-    settings = named(objects, "ConfigMap", "demo-resq-settings")["data"]
+    settings = named(objects, "ConfigMap", "demo-resq-worker-settings")["data"]
     grace = worker["terminationGracePeriodSeconds"]
     # A scale-in's SIGTERM gets the grace to finish; a worker killed after it has its
     # jobs delivered again after the visibility timeout, which must be longer.
@@ -176,6 +176,26 @@ def test_defaults_carry_the_seed_resources_and_consistent_scale_in_settings(rend
         "scaleDown"]
     assert scale_down["policies"] == [{"type": "Pods", "value": 1, "periodSeconds": 60}]
     assert "KEDA" in notes and "demo-resq-web" in notes
+
+
+def test_each_tier_gets_its_own_settings(renderer, tmp_path):
+    """A weights file mounted on workers is named in the worker's ConfigMap only; the
+    common settings reach every tier, and each Deployment reads its own ConfigMap."""
+    values = {"settings": {"QUEUE_NAME": "photos"},
+              "worker": {"settings": {"MODEL_WEIGHTS": "/mnt/weights/resnet50.pth"}}}
+    objects, _ = render(renderer, values, tmp_path)
+    data = {tier: named(objects, "ConfigMap", f"demo-resq-{tier}-settings")["data"]
+            for tier in ("web", "worker", "flower")}
+    assert data["worker"]["MODEL_WEIGHTS"] == "/mnt/weights/resnet50.pth"
+    assert "MODEL_WEIGHTS" not in data["web"] and "MODEL_WEIGHTS" not in data["flower"]
+    assert {tier: found["QUEUE_NAME"] for tier, found in data.items()} == \
+        dict.fromkeys(data, "photos")
+    assert "QUEUE_MAX_BYTES" in data["web"] and "QUEUE_MAX_BYTES" not in data["worker"]
+    for tier in data:
+        pod = named(objects, "Deployment", f"demo-resq-{tier}")["spec"]["template"]["spec"]
+        sources = [source["configMapRef"]["name"]
+                   for source in pod["containers"][0]["envFrom"] if "configMapRef" in source]
+        assert sources == [f"demo-resq-{tier}-settings"], (tier, sources)
 
 
 def test_kedas_operator_may_reach_redis_through_the_network_policy(renderer, tmp_path):
@@ -227,5 +247,5 @@ def test_redis_is_full_before_its_pod_is_and_admission_before_redis(renderer, tm
     maxmemory = parse_bytes(args[args.index("--maxmemory") + 1])
     limit = container["resources"]["limits"]["memory"]
     assert limit.endswith("Gi") and maxmemory < int(limit[:-2]) * 1024**3
-    settings = named(objects, "ConfigMap", "demo-resq-settings")["data"]
+    settings = named(objects, "ConfigMap", "demo-resq-web-settings")["data"]
     assert int(settings["QUEUE_MAX_BYTES"]) < maxmemory * 0.75

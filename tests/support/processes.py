@@ -109,8 +109,8 @@ RESQ_SETTING_PREFIXES = ("REDIS_", "QUEUE_", "MODEL_", "MAX_", "WAIT_", "RESULT_
 def worker_precision() -> str:
     """The precision a worker started by the suite runs at on this machine, asked of
     the worker's own function (never hard-coded: it differs between CPUs)."""
-    from shared.settings import Precision
     from worker.precision import resolve_precision
+    from worker.settings import Precision
 
     return resolve_precision(Precision(os.environ.get("MODEL_PRECISION", "auto").lower()))
 
@@ -186,9 +186,9 @@ def start_worker(redis_url: str, queue: str, log_path: Path, *, wait_ready: bool
     if not wait_ready:
         return proc
     from shared.celery_app import make_celery
-    from shared.settings import load_settings
+    from shared.settings import CommonSettings
 
-    app = make_celery(load_settings(redis_url=redis_url, queue_name=queue))
+    app = make_celery(CommonSettings.load(redis_url=redis_url, queue_name=queue))
 
     def answers():
         if not proc.alive():

@@ -67,10 +67,11 @@ def test_probes_and_docs_need_no_key(keyed):
 
 
 def test_the_settings_never_echo_a_key():
-    from shared.settings import SettingsError, load_settings
+    from shared.settings import SettingsError
+    from web.settings import WebSettings
 
     with pytest.raises(SettingsError) as caught:
-        load_settings(api_keys="tooshort-secret")
+        WebSettings.load(api_keys="tooshort-secret")
     assert "API_KEYS" in str(caught.value) and "tooshort-secret" not in str(caught.value)
 
 
@@ -131,9 +132,9 @@ def test_the_default_limit_never_refuses_one_client_below_the_services_speed(red
     """One backend (or everything behind one NAT) polling and submitting as fast as
     the test client goes, far past the 27 jobs/s two cores serve: never a 429 under
     the default (the old default refused it past 50 requests a second)."""
-    from shared.settings import Settings
+    from web.settings import WebSettings
 
-    default = Settings.model_fields["rate_limit"].default
+    default = WebSettings.model_fields["rate_limit"].default
     settings = make_settings(redis_url, queue_name=f"limits-{uuid.uuid4().hex[:6]}",
                              rate_limit=default)
     with running_app(settings) as app:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.settings import Precision
 from worker.precision import cpu_flags, resolve_precision
+from worker.settings import Precision
 
 CPUINFO = Path(__file__).parent / "cpuinfo"
 KINDS = {"epyc-avx2.txt": "fp32", "epyc-avx512-bf16.txt": "bf16", "xeon-amx.txt": "bf16"}

@@ -10,7 +10,6 @@ import sys
 import numpy as np
 import pytest
 
-from shared.settings import ModelEngine, load_settings
 from tests.support.images import PHOTOS
 from tests.support.model_inputs import as_tensor, photo_crops
 from worker.check_precision import cosines as cosine
@@ -18,6 +17,7 @@ from worker.check_precision import top5_overlap
 from worker.engine import EngineUnavailable, load_engine
 from worker.labels import IMAGENET_CLASSES
 from worker.model import load_model
+from worker.settings import ModelEngine, WorkerSettings
 from worker.weights import WeightsSource
 
 pytestmark = pytest.mark.compile
@@ -45,7 +45,7 @@ def cache_dir():
 
 
 def openvino(cache_dir, precision: str, **overrides):
-    settings = load_settings(model_engine="openvino", model_precision=precision,
+    settings = WorkerSettings.load(model_engine="openvino", model_precision=precision,
                              model_weights="random", compile_cache_dir=cache_dir,
                              batch_max_size=4, **overrides)
     return load_engine(settings, threads=2)
@@ -125,7 +125,7 @@ def test_a_cache_others_may_write_is_refused(tmp_path):
 def test_auto_falls_back_to_torch_where_openvino_cannot_load(monkeypatch, tmp_path, caplog):
     # Stand-in for a machine without OpenVINO: its import fails (sys.modules entry None).
     monkeypatch.setitem(sys.modules, "openvino", None)
-    settings = load_settings(model_engine="auto", model_weights="random", model_compile=False,
+    settings = WorkerSettings.load(model_engine="auto", model_weights="random", model_compile=False,
                              compile_cache_dir=tmp_path, model_precision="fp32")
     engine = load_engine(settings, threads=2)
     assert engine.name == "torch" and "OpenVINO cannot run here" in caplog.text
@@ -182,9 +182,9 @@ def test_a_worker_on_openvino_runs_without_torch(cache_dir, tmp_path):
     script = (
         "import sys\n"
         "sys.modules.update(torch=None, torchvision=None)  # import torch -> ImportError\n"
-        "from shared.settings import load_settings\n"
+        "from worker.settings import WorkerSettings\n"
         "from worker.runtime import build_classifier\n"
-        "classifier = build_classifier(load_settings())\n"
+        "classifier = build_classifier(WorkerSettings.load())\n"
         f"result = classifier.classify(open({str(image)!r}, 'rb').read(), top_k=3)\n"
         "print(result.model, len(result.predictions))\n"
         "assert not any(m.startswith('torch') and sys.modules[m] for m in sys.modules)\n")
