@@ -42,6 +42,8 @@ _CELERY_STATES = {
 }
 
 TOP_K_DEFAULT = 5
+# Longest URL resq takes, to fetch an image or to send a webhook to.
+MAX_URL_LENGTH = 2048
 TOP_K_MAX = 20
 # Longest `deadline_seconds` a job may ask for: a day, as long as a job record lives
 # by default.
@@ -68,7 +70,7 @@ class SubmitOptions(BaseModel):
     top_k: int = Field(TOP_K_DEFAULT, ge=1, le=TOP_K_MAX,
                        description="How many predictions to return.")
     webhook: str | None = Field(
-        None, max_length=2048, json_schema_extra={"format": "uri"},
+        None, max_length=MAX_URL_LENGTH, json_schema_extra={"format": "uri"},
         description="http(s) URL that gets the finished job (the body of GET /jobs/<id>) "
                     "by POST, signed in `Resq-Signature`.")
     webhook_events: list[WebhookEvent] = Field(

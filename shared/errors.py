@@ -11,12 +11,14 @@ class ResqError(Exception):
     status_code: int = 500
     code: str = "internal_error"
     default_message: str = "internal error"
+    default_retry_after: int | None = None
+    """Seconds a client is told to wait (`Retry-After`) unless the raiser knows better."""
 
     def __init__(self, message: str | None = None, *, details: list[dict] | None = None,
                  retry_after: int | None = None):
         self.message = message or self.default_message
         self.details = details
-        self.retry_after = retry_after
+        self.retry_after = retry_after if retry_after is not None else self.default_retry_after
         super().__init__(self.message)
 
     def to_dict(self) -> dict:
@@ -112,6 +114,7 @@ class RateLimited(ResqError):
 class Unavailable(ResqError):
     status_code = 503
     code = "unavailable"
+    default_retry_after = 5
     default_message = "the service is unavailable; retry later"
 
 
@@ -122,6 +125,7 @@ class BrokerUnavailable(Unavailable):
 
 class QueueFull(Unavailable):
     code = "queue_full"
+    default_retry_after = 10
     default_message = "too many jobs are waiting; retry later"
 
 
@@ -130,6 +134,7 @@ class QuotaExceeded(RateLimited):
     queued jobs; other keys still get in."""
 
     code = "quota_exceeded"
+    default_retry_after = 5
     default_message = "this key has as many jobs queued as it may; retry once some have started"
 
 

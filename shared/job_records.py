@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import redis
 
-from shared.api_models import JobStatus
+from shared.api_models import TOP_K_DEFAULT, JobStatus
 
 RECORD_PREFIX = "resq:job:"
 IMAGE_PREFIX = "resq:image:"
@@ -46,7 +46,7 @@ def parse_record(job_id: str, fields: dict[bytes, bytes]) -> JobRecord | None:
     return JobRecord(
         id=job_id,
         created_at=float(fields[b"created_at"]),
-        top_k=int(fields.get(b"top_k", 5)),
+        top_k=int(fields.get(b"top_k", TOP_K_DEFAULT)),
         form=fields.get(b"form", b"").decode(),
         status=JobStatus(fields[b"status"].decode()),
         owner=fields.get(b"owner", b"").decode(),

@@ -61,8 +61,6 @@ from shared.webhook_outbox import DELIVERY_PREFIX, OUTBOX_PREFIX, WebhookOutbox
 # Waiting requests subscribe to these channels (`web.result_waiter`).
 EVENTS_PREFIX = "resq:job-events:"
 QUEUED_BYTES_PREFIX = "resq:queued-bytes:"
-RETRY_AFTER_QUEUE_FULL = 10
-RETRY_AFTER_QUOTA = 5
 # New jobs are refused while Redis's memory is this close to its `maxmemory`: the
 # rest stays free for what ends jobs (taking a message, storing a result), so that
 # a full Redis drains instead of wedging (with noeviction, a write past maxmemory
@@ -130,7 +128,7 @@ class JobStore:
             pipe.info("memory")
             *lengths, memory = pipe.execute()
         if max_queue_length and sum(lengths) >= max_queue_length:
-            raise QueueFull(retry_after=RETRY_AFTER_QUEUE_FULL)
+            raise QueueFull()
         self._check_memory(memory, len(image))
         created_at = time.time()
         deadline_at = created_at + deadline_seconds if deadline_seconds > 0 else 0.0
@@ -148,11 +146,10 @@ class JobStore:
             args=[max_queue_bytes, len(image), self.ttl, image, max_per_key, *pairs])
         if admitted == 0:
             raise QueueFull("the images waiting in the queue are over its size limit; "
-                            "retry later", retry_after=RETRY_AFTER_QUEUE_FULL)
+                            "retry later")
         if admitted == -1:
             raise QuotaExceeded(f"this key has {max_per_key} jobs queued, as many as it may; "
-                                "retry once some have started",
-                                retry_after=RETRY_AFTER_QUOTA)
+                                "retry once some have started")
         record = JobRecord(id=job_id, created_at=created_at, top_k=top_k, form=form,
                            status=JobStatus.QUEUED, owner=owner, webhook=webhook,
                            lane=Lane(lane).value, deadline_at=deadline_at,
@@ -169,8 +166,7 @@ class JobStore:
     def _check_memory(memory: dict, incoming: int) -> None:
         limit = int(memory.get("maxmemory", 0))
         if limit and memory["used_memory"] + incoming > limit * (1 - REDIS_MEMORY_HEADROOM):
-            raise QueueFull("the job store is nearly full; retry later",
-                            retry_after=RETRY_AFTER_QUEUE_FULL)
+            raise QueueFull("the job store is nearly full; retry later")
 
     def _send(self, record: JobRecord) -> None:
         # ignore_result: the job's end is read from its record, never from Celery's

@@ -26,10 +26,10 @@ from urllib.parse import urlsplit
 import certifi
 from urllib3.connection import HTTPConnection, HTTPSConnection
 
+from shared.api_models import MAX_URL_LENGTH
 from shared.errors import BadUrl
 from shared.url_guard import AddressPolicy, Resolver
 
-MAX_URL_LENGTH = 2048
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 

@@ -22,7 +22,8 @@ def check_key(key: str) -> str:
     if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable() or not key.isascii():
         raise InvalidField(
             f"Idempotency-Key: 1 to {MAX_KEY_LENGTH} printable ASCII characters",
-            details=[{"field": "Idempotency-Key", "message": "1-255 printable ASCII characters"}])
+            details=[{"field": "Idempotency-Key",
+                      "message": f"1-{MAX_KEY_LENGTH} printable ASCII characters"}])
     return key
 
 

@@ -27,7 +27,6 @@ from web.settings import WebSettings
 
 log = logging.getLogger(__name__)
 
-RETRY_AFTER_UNAVAILABLE = 5
 # How long a replayed idempotent request waits for the job of a concurrent twin.
 REPLAY_GRACE_SECONDS = 2.0
 # A lost Redis, and a full one (`maxmemory` reached with `noeviction`: Redis refuses
@@ -42,13 +41,12 @@ def redis_guard():
         yield
     except UNAVAILABLE_ERRORS as error:
         log.warning("redis unavailable: %s", error)
-        raise BrokerUnavailable(retry_after=RETRY_AFTER_UNAVAILABLE) from error
+        raise BrokerUnavailable() from error
     except redis.ResponseError as error:
         if "OOM" not in str(error):  # kombu re-raises Redis's OOM error as it found it
             raise
         log.warning("redis is full: %s", error)
-        raise BrokerUnavailable("the job queue is full; retry later",
-                                retry_after=RETRY_AFTER_UNAVAILABLE) from error
+        raise BrokerUnavailable("the job queue is full; retry later") from error
 
 
 class JobService:

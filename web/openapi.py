@@ -7,6 +7,8 @@ from pydantic.json_schema import models_json_schema
 
 from shared.api_models import (
     DEADLINE_MAX_SECONDS,
+    MAX_URL_LENGTH,
+    TOP_K_DEFAULT,
     TOP_K_MAX,
     ErrorResponse,
     Health,
@@ -16,6 +18,8 @@ from shared.api_models import (
     SubmitOptions,
     UrlSubmission,
 )
+from web.idempotency import MAX_KEY_LENGTH
+from web.intake import MAX_IMAGES_PER_REQUEST
 
 REF = "#/components/schemas/{model}"
 
@@ -60,13 +64,13 @@ _PREFER = {
 }
 _TOP_K = {
     "name": "top_k", "in": "query", "required": False,
-    "schema": {"type": "integer", "minimum": 1, "maximum": TOP_K_MAX, "default": 5},
+    "schema": {"type": "integer", "minimum": 1, "maximum": TOP_K_MAX, "default": TOP_K_DEFAULT},
 }
 _WEBHOOK = {
     "name": "webhook", "in": "query", "required": False,
     "description": "http(s) URL that gets the finished job by POST, signed in "
                    "`Resq-Signature` (see docs/clients.md); the server must set WEBHOOK_SECRET.",
-    "schema": {"type": "string", "format": "uri", "maxLength": 2048},
+    "schema": {"type": "string", "format": "uri", "maxLength": MAX_URL_LENGTH},
 }
 _WEBHOOK_EVENTS = {
     "name": "webhook_events", "in": "query", "required": False,
@@ -83,10 +87,11 @@ _DEADLINE = {
 }
 _IDEMPOTENCY_KEY = {
     "name": "Idempotency-Key", "in": "header", "required": False,
-    "description": "Any string of 1-255 printable ASCII characters: the same key and request "
+    "description": f"Any string of 1-{MAX_KEY_LENGTH} printable ASCII characters: the same "
+                   "key and request "
                    "within the result TTL give the same job (with `Idempotent-Replayed: true`); "
                    "the same key with another request gives 409.",
-    "schema": {"type": "string", "minLength": 1, "maxLength": 255,
+    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH,
                "pattern": "^[\\x20-\\x7e]+$"},
 }
 _JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
@@ -117,7 +122,8 @@ def build_openapi(version: str) -> dict:
                         "type": "object", "required": ["image"],
                         "properties": {
                             "image": {"oneOf": [binary, {"type": "array", "items": binary,
-                                                         "minItems": 1, "maxItems": 32}],
+                                                         "minItems": 1,
+                                                         "maxItems": MAX_IMAGES_PER_REQUEST}],
                                       "description": "One image, or several (one job each)"},
                             "top_k": _TOP_K["schema"],
                             "webhook": {"type": "string", "format": "uri"},

@@ -15,6 +15,9 @@ from web.services import services
 from web.wait_param import requested_wait
 
 bp = Blueprint("jobs", __name__)
+# A request that asked to wait when no wait slot was free is answered at once: poll
+# again this soon.
+WAIT_DECLINED_RETRY_AFTER = 1
 
 
 @bp.before_request
@@ -74,7 +77,7 @@ def _job_response(job: Job, status: int, *, waited: float | None = 0.0, from_pre
 
 def _wait_headers(response, waited: float | None, from_prefer: bool) -> None:
     if waited is None:  # asked to wait, answered at once: poll again shortly
-        response.headers["Retry-After"] = "1"
+        response.headers["Retry-After"] = str(WAIT_DECLINED_RETRY_AFTER)
     elif from_prefer:
         response.headers["Preference-Applied"] = f"wait={waited:g}"
 

@@ -24,6 +24,6 @@ def readyz():
     except Unavailable:
         response = jsonify({"status": "unavailable", "checks": {"redis": "unreachable"}})
         response.status_code = 503
-        response.headers["Retry-After"] = "5"
+        response.headers["Retry-After"] = str(Unavailable.default_retry_after)
         return response
     return jsonify({"status": "ok", "checks": {"redis": "ok"}})
