@@ -25,8 +25,8 @@ import requests
 
 from bench import inprocess, lanes, load, report, workload
 from bench.cpu import ServiceCpu
+from bench.stack import await_condition, redis_server, start_gunicorn, start_worker
 from shared.capacity import usable_cores
-from tests.support.processes import await_condition, redis_server, start_gunicorn, start_worker
 from worker.precision import cpu_flags
 from worker.settings import ModelEngine, Precision, WorkerSettings
 from worker.weights import resolve_weights

@@ -19,10 +19,10 @@ import requests
 
 from bench.cpu import ServiceCpu
 from bench.load import run_in_threads
+from bench.stack import await_condition
 from shared.celery_app import make_celery
 from shared.lanes import served_lists
 from shared.settings import CommonSettings
-from tests.support.processes import await_condition
 
 
 def _post(session: requests.Session, base: str, image: bytes, query: str = "") -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from PIL import Image
 
-from tests.support.images import PHOTOS, encode, photo
+from bench.photos import PHOTOS, encode, photo
 
 SIZES = {"1600x1200": (1600, 1200), "500x375": (500, 375), "4000x3000": (4000, 3000)}
 

@@ -9,8 +9,8 @@ from contextlib import contextmanager
 
 import pytest
 
+from bench.stack import redis_server, running_processes, start_gunicorn, start_worker
 from tests.support import reaper
-from tests.support.processes import redis_server, running_processes, start_gunicorn, start_worker
 from web import create_app
 from web.services import services
 from web.settings import WebSettings

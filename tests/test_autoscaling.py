@@ -18,10 +18,10 @@ import pytest
 import redis
 import requests
 
+from bench.stack import await_condition, start_gunicorn, start_worker
 from tests.deploy.chart import build_renderer, render
 from tests.support.images import jpeg
 from tests.support.keda import ScaledObject, trigger_reader
-from tests.support.processes import await_condition, start_gunicorn, start_worker
 
 pytestmark = pytest.mark.processes
 

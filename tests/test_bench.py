@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.support.processes import ROOT, base_env
+from bench.stack import ROOT, base_env
 
 REQUIRED = ("e2e_images_per_s", "pipeline_ceiling_images_per_s", "seed_baseline_images_per_s",
             "wait_p50_ms_1_client", "wait_p95_ms_1_client", "pipeline_latency_ms_1_image",

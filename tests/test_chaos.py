@@ -26,15 +26,15 @@ import pytest
 import redis
 import requests
 
-from shared.job_records import RECORD_PREFIX
-from tests.support.images import jpeg
-from tests.support.processes import (
+from bench.stack import (
     await_condition,
     free_port,
     start_gunicorn,
     start_redis,
     start_worker,
 )
+from shared.job_records import RECORD_PREFIX
+from tests.support.images import jpeg
 from tests.support.webhook_receiver import SECRET, Receiver
 
 pytestmark = [pytest.mark.chaos, pytest.mark.processes]

@@ -10,9 +10,9 @@ import pytest
 import redis
 from PIL import Image
 
+from bench.stack import await_condition, free_port, start_redis, start_worker
 from tests.conftest import make_settings, running_app
 from tests.support.images import jpeg
-from tests.support.processes import await_condition, free_port, start_redis, start_worker
 from web.job_service import redis_guard
 
 pytestmark = pytest.mark.processes

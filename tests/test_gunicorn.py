@@ -6,9 +6,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
+from bench.stack import start_gunicorn
 from tests.conftest import WORKER_QUEUE
 from tests.support.images import jpeg
-from tests.support.processes import start_gunicorn
 
 pytestmark = pytest.mark.processes
 

@@ -10,10 +10,10 @@ import uuid
 import pytest
 import redis
 
+from bench.stack import await_condition, start_worker
 from tests.conftest import make_settings, running_app
 from tests.support.gated_worker import GATE_DIR_VAR, GATE_MARKER
 from tests.support.images import jpeg
-from tests.support.processes import await_condition, start_worker
 from tests.support.queue_state import await_busy, snapshot
 from web.services import services
 from worker.heartbeat import HELD_PREFIX, REGISTRY_PREFIX

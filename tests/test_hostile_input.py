@@ -9,9 +9,9 @@ import psutil
 import pytest
 import requests
 
+from bench.stack import start_gunicorn
 from tests.conftest import WORKER_QUEUE
 from tests.support.hostile import corpus
-from tests.support.processes import start_gunicorn
 
 pytestmark = pytest.mark.processes
 

@@ -7,11 +7,11 @@ import uuid
 import pytest
 import redis
 
+from bench.stack import await_condition, start_worker
 from shared.lanes import Lane, lane_list
 from tests.conftest import make_settings, running_app
 from tests.support.images import jpeg
 from tests.support.poison_worker import POISON_MARKER
-from tests.support.processes import await_condition, start_worker
 
 pytestmark = pytest.mark.processes
 

@@ -12,6 +12,7 @@ import uuid
 import pytest
 import redis
 
+from bench.stack import await_condition, free_port, start_worker
 from shared.celery_app import make_celery
 from shared.job_store import JobStore
 from shared.url_guard import AddressPolicy
@@ -19,7 +20,6 @@ from shared.webhook_outbox import OUTBOX_PREFIX
 from tests.conftest import make_settings, running_app
 from tests.support.gated_worker import GATE_DIR_VAR, GATE_MARKER
 from tests.support.images import jpeg
-from tests.support.processes import await_condition, free_port, start_worker
 from tests.support.webhook_receiver import SECRET, Receiver
 from worker.redelivery import LostJobSweeper
 from worker.webhooks import WebhookDispatcher, WebhookSender

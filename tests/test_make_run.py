@@ -13,8 +13,7 @@ import pytest
 import redis
 import requests
 
-from tests.support.images import jpeg
-from tests.support.processes import (
+from bench.stack import (
     MODEL_CACHE_DIR,
     ROOT,
     await_condition,
@@ -22,6 +21,7 @@ from tests.support.processes import (
     free_port,
     start_redis,
 )
+from tests.support.images import jpeg
 
 pytestmark = pytest.mark.processes
 

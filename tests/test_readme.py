@@ -3,8 +3,8 @@ README stays the short front door, linking only to files that exist."""
 
 import re
 
+from bench.stack import ROOT
 from shared.flower_main import FlowerSettings
-from tests.support.processes import ROOT
 from web.settings import WebSettings
 from worker.settings import WorkerSettings
 

@@ -8,8 +8,8 @@ import uuid
 
 import psutil
 
+from bench.stack import base_env
 from tests.support import reaper
-from tests.support.processes import base_env
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(120)"]
 

@@ -8,9 +8,9 @@ import signal
 import pytest
 import redis
 
+from bench.stack import await_condition, free_port, start_redis, start_worker
 from tests.conftest import make_settings, running_app
 from tests.support.images import jpeg
-from tests.support.processes import await_condition, free_port, start_redis, start_worker
 
 pytestmark = [pytest.mark.chaos, pytest.mark.processes]
 

@@ -7,10 +7,10 @@ import uuid
 
 import pytest
 
+from bench.stack import await_condition, start_worker
 from shared.celery_app import make_celery
 from tests.conftest import make_settings, running_app
 from tests.support.images import jpeg
-from tests.support.processes import await_condition, start_worker
 
 pytestmark = pytest.mark.processes
 

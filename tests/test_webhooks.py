@@ -12,12 +12,12 @@ from contextlib import contextmanager
 
 import pytest
 
+from bench.stack import await_condition, start_worker
 from shared.celery_app import make_celery
 from shared.lanes import served_lists
 from tests.conftest import make_settings, running_app
 from tests.support.http_server import Trap
 from tests.support.images import jpeg
-from tests.support.processes import await_condition, start_worker
 from tests.support.webhook_receiver import SECRET, Receiver
 
 pytestmark = pytest.mark.processes

@@ -8,10 +8,10 @@ import pytest
 import redis
 import yaml
 
+from bench.stack import ROOT, await_condition, start_worker
 from tests.conftest import make_settings, running_app
 from tests.support.images import jpeg
 from tests.support.poison_worker import POISON_MARKER
-from tests.support.processes import ROOT, await_condition, start_worker
 from tests.support.queue_state import await_busy, held_job_ids, snapshot
 
 pytestmark = [pytest.mark.chaos, pytest.mark.processes]

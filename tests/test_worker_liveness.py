@@ -10,10 +10,7 @@ import uuid
 import pytest
 import requests
 
-from tests.conftest import make_settings, running_app
-from tests.support.gated_worker import GATE_DIR_VAR, GATE_MARKER
-from tests.support.images import jpeg
-from tests.support.processes import (
+from bench.stack import (
     ROOT,
     Process,
     await_condition,
@@ -21,6 +18,9 @@ from tests.support.processes import (
     free_port,
     start_worker,
 )
+from tests.conftest import make_settings, running_app
+from tests.support.gated_worker import GATE_DIR_VAR, GATE_MARKER
+from tests.support.images import jpeg
 
 pytestmark = pytest.mark.processes
 

@@ -12,9 +12,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from bench.stack import VENV_BIN, base_env, free_port, start_gunicorn
 from resq_client import ResqClient
 from tests.support.images import jpeg
-from tests.support.processes import VENV_BIN, base_env, free_port, start_gunicorn
 
 pytestmark = pytest.mark.processes
 

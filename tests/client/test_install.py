@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
+from bench.stack import ROOT, base_env
 from tests.support.images import jpeg
-from tests.support.processes import ROOT, base_env
 
 pytestmark = pytest.mark.processes
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.support.processes import ROOT
+from bench.stack import ROOT
 
 CHART = ROOT / "charts" / "resq"
 RENDERER = Path(__file__).parent / "helm_render" / "main.go"

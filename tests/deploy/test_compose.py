@@ -12,7 +12,7 @@ import subprocess
 import pytest
 import yaml
 
-from tests.support.processes import ROOT
+from bench.stack import ROOT
 
 
 def compose_config(**env) -> subprocess.CompletedProcess:

@@ -31,8 +31,8 @@ import pytest
 import requests
 from PIL import Image
 
+from bench.stack import await_condition, free_port
 from tests.support import containers
-from tests.support.processes import await_condition, free_port
 
 # Cold, the worker's build stage downloads torch (minutes); warm, podman's layer cache.
 pytestmark = [pytest.mark.containers, pytest.mark.timeout(2400)]

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.support.processes import ROOT, base_env
+from bench.stack import ROOT, base_env
 
 DOCKER = ROOT / "docker"
 

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from tests.support.processes import ROOT, base_env
+from bench.stack import ROOT, base_env
 
 # Modules of the worker package that need torch: the image's build stage
 # (worker/bake.py converts the model with them) and MODEL_ENGINE=torch, which the

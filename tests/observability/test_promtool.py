@@ -8,7 +8,7 @@ import subprocess
 import pytest
 import yaml
 
-from tests.support.processes import ROOT
+from bench.stack import ROOT
 
 pytestmark = pytest.mark.prometheus
 

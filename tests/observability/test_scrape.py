@@ -14,9 +14,7 @@ import pytest
 import requests
 import yaml
 
-from tests.observability.promql import metric_names
-from tests.support.images import jpeg
-from tests.support.processes import (
+from bench.stack import (
     ROOT,
     Process,
     await_condition,
@@ -25,6 +23,8 @@ from tests.support.processes import (
     start_gunicorn,
     start_worker,
 )
+from tests.observability.promql import metric_names
+from tests.support.images import jpeg
 
 pytestmark = [pytest.mark.prometheus, pytest.mark.processes]
 

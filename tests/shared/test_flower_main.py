@@ -8,7 +8,7 @@ import psutil
 import pytest
 import requests
 
-from tests.support.processes import Process, await_condition, base_env, free_port
+from bench.stack import Process, await_condition, base_env, free_port
 
 pytestmark = pytest.mark.processes
 

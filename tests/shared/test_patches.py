@@ -8,8 +8,8 @@ import warnings
 
 import pytest
 
+from bench.stack import ROOT, base_env
 from shared import patches
-from tests.support.processes import ROOT, base_env
 
 
 def run(code: str) -> subprocess.CompletedProcess:

@@ -29,7 +29,7 @@ import threading
 import time
 from pathlib import Path
 
-from tests.support.processes import ROOT
+from bench.stack import ROOT
 
 STANDINS = ROOT / "tests" / "deploy" / "standins"
 BASE_IMAGE = "localhost/resq-test/python:3.11"

@@ -3,22 +3,10 @@ synthetic images in every mode resq must accept."""
 
 from __future__ import annotations
 
-import io
-
 from PIL import Image
-from skimage import data
 
-PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
-
-
-def photo(name: str) -> Image.Image:
-    return Image.fromarray(getattr(data, name)())
-
-
-def encode(image: Image.Image, fmt: str = "JPEG", **params) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, fmt, **params)
-    return buffer.getvalue()
+# The photographs come from bench/ (the benchmark uses them too); re-exported here.
+from bench.photos import PHOTOS, encode, photo  # noqa: F401
 
 
 def jpeg(width: int = 320, height: int = 240, name: str = "chelsea") -> bytes:

@@ -33,7 +33,7 @@ def await_busy(submit, held_now, queue_length, ids: list[str], *, waiting_behind
     `submit()` is called `burst` times at once (each returns a new job id, appended
     to `ids`), so that the queue fills faster than workers drain it, on a machine of
     any speed. Returns the ids held at that moment."""
-    from tests.support.processes import await_condition
+    from bench.stack import await_condition
 
     def busy():
         if queue_length() < waiting_behind:

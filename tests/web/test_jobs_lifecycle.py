@@ -2,9 +2,9 @@
 
 import pytest
 
+from bench.stack import start_worker
 from tests.conftest import WORKER_QUEUE, running_app
 from tests.support.images import jpeg
-from tests.support.processes import start_worker
 
 
 def submit(client, query="") -> dict:
@@ -80,8 +80,8 @@ def test_health_and_readiness(client):
 
 @pytest.fixture()
 def unreachable_client(redis_url):
+    from bench.stack import free_port
     from tests.conftest import make_settings
-    from tests.support.processes import free_port
 
     nowhere = f"redis://127.0.0.1:{free_port()}/0"
     with running_app(make_settings(nowhere, queue_name=WORKER_QUEUE)) as app:

@@ -5,7 +5,7 @@ else: the real gunicorn configuration refuses a directory that holds other files
 import subprocess
 import sys
 
-from tests.support.processes import ROOT, base_env
+from bench.stack import ROOT, base_env
 from web.metrics_dir import empty_metrics_dir
 
 

@@ -12,7 +12,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.processes import await_condition, start_gunicorn
+from bench.stack import await_condition, start_gunicorn
 
 pytestmark = pytest.mark.processes
 

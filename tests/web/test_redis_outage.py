@@ -7,9 +7,9 @@ import time
 
 import pytest
 
+from bench.stack import await_condition, free_port, start_redis
 from tests.conftest import make_settings, running_app
 from tests.support.images import jpeg
-from tests.support.processes import await_condition, free_port, start_redis
 
 pytestmark = pytest.mark.chaos
 

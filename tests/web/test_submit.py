@@ -3,9 +3,9 @@
 import pytest
 from torchvision.models import ResNet50_Weights
 
+from bench.stack import worker_engine, worker_precision
 from tests.support.http_server import serve
 from tests.support.images import jpeg, photo, png
-from tests.support.processes import worker_engine, worker_precision
 
 CATEGORIES = ResNet50_Weights.IMAGENET1K_V2.meta["categories"]
 

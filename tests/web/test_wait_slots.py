@@ -11,8 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
+from bench.stack import await_condition, start_gunicorn
 from tests.support.images import jpeg
-from tests.support.processes import await_condition, start_gunicorn
 from web.wait_slots import WaitSlots
 
 pytestmark = pytest.mark.processes

@@ -43,7 +43,7 @@ class Timeline:
 def first_batch_in_the_model(overlap: bool):
     """A batcher whose first batch (image 1) is held in the model by the timeline's
     gate; yields the timeline, the batcher and image 1's future."""
-    from tests.support.processes import await_condition
+    from bench.stack import await_condition
 
     timeline = Timeline()
     batcher = Batcher(BatchPipeline(timeline.decode, timeline.model, threads=2),
@@ -60,7 +60,7 @@ def first_batch_in_the_model(overlap: bool):
 
 @pytest.mark.parametrize("overlap", [True, False], ids=["overlap", "phases"])
 def test_the_next_batch_is_decoded_while_the_model_runs_only_with_overlap(overlap):
-    from tests.support.processes import await_condition
+    from bench.stack import await_condition
 
     with first_batch_in_the_model(overlap) as (timeline, batcher, first):
         with batcher.slot() as slot:
@@ -79,7 +79,7 @@ def test_the_next_batch_is_decoded_while_the_model_runs_only_with_overlap(overla
 def test_with_overlap_an_input_submitted_alone_runs_with_nothing_else_in_flight():
     """A job charged with a crash runs alone: with overlap too, no other batch is
     decoded or in the model meanwhile, so its crashes charge no other job."""
-    from tests.support.processes import await_condition
+    from bench.stack import await_condition
 
     with first_batch_in_the_model(True) as (timeline, batcher, first):
         alone, after = submit_together(batcher, [np.full((1,), 2.0), np.full((1,), 3.0)],

@@ -178,7 +178,7 @@ def test_the_batcher_says_how_long_it_has_had_work_without_progress(make_batcher
     with batcher.slot() as slot:
         future = slot.submit(np.ones(2))
     assert model.entered.wait(5)
-    from tests.support.processes import await_condition
+    from bench.stack import await_condition
 
     await_condition(lambda: batcher.stalled_seconds() > 0.2, 10, "a growing stall")
     gate.set()

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bench.stack import ROOT, base_env
 from shared.images import DECODE_BYTES_PER_PIXEL
-from tests.support.processes import ROOT, base_env
 
 pytestmark = pytest.mark.processes
 

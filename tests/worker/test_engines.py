@@ -39,7 +39,7 @@ def reference(crops):
 @pytest.fixture(scope="module")
 def cache_dir():
     """The suite's model cache: converted and quantized once per machine and version."""
-    from tests.support.processes import MODEL_CACHE_DIR
+    from bench.stack import MODEL_CACHE_DIR
 
     return MODEL_CACHE_DIR
 
@@ -138,8 +138,8 @@ def test_check_precision_tells_a_user_what_a_precision_costs(tmp_path):
     import re
     import subprocess
 
+    from bench.stack import MODEL_CACHE_DIR, ROOT, base_env
     from tests.support.images import encode, photo
-    from tests.support.processes import MODEL_CACHE_DIR, ROOT, base_env
 
     for name in PHOTOS:
         (tmp_path / f"{name}.jpg").write_bytes(encode(photo(name).convert("RGB"), "JPEG"))
@@ -173,8 +173,8 @@ def test_a_worker_on_openvino_runs_without_torch(cache_dir, tmp_path):
     torchvision unimportable."""
     import subprocess
 
+    from bench.stack import ROOT, base_env
     from tests.support.images import encode, photo
-    from tests.support.processes import ROOT, base_env
 
     openvino(cache_dir, "fp32")  # converted here, as the image build does
     image = tmp_path / "photo.jpg"

@@ -6,10 +6,10 @@ import uuid
 
 from kombu import Connection
 
+from bench.stack import await_condition
 from shared.celery_app import CLASSIFY_TASK
 from tests.conftest import WORKER_QUEUE
 from tests.support.images import jpeg
-from tests.support.processes import await_condition
 
 
 class TouchOnUnpickle:

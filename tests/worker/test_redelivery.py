@@ -7,11 +7,11 @@ import time
 
 import redis
 
+from bench.stack import await_condition
 from shared.celery_app import make_celery
 from shared.job_store import JobStore
 from tests.conftest import running_app
 from tests.support.images import jpeg
-from tests.support.processes import await_condition
 from worker.redelivery import LostJobSweeper
 
 

@@ -13,11 +13,11 @@ import uuid
 import pytest
 import redis
 
+from bench.stack import await_condition, free_port, start_redis
 from shared.celery_app import make_celery
 from shared.job_records import RECORD_PREFIX
 from shared.job_store import JobStore
 from tests.conftest import make_settings
-from tests.support.processes import await_condition, free_port, start_redis
 from worker.redelivery import LOCK_PREFIX, LostJobSweeper
 
 QUEUED = 100_000

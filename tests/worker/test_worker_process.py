@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from tests.support.processes import ROOT, base_env, free_port
+from bench.stack import ROOT, base_env, free_port
 
 pytestmark = pytest.mark.processes
 

@@ -1,5 +1,6 @@
-"""Real processes for the tests: redis-server, the Celery worker and gunicorn,
-each on a free loopback port, each awaited by a condition rather than a sleep."""
+"""Real processes for the tests and the benchmark: redis-server, the Celery worker
+and gunicorn, each on a free loopback port, each awaited by a condition rather than a
+sleep. (It lives in bench/ so that the benchmark never imports the tests.)"""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import redis
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 
 
