@@ -14,6 +14,12 @@ import yaml
 
 from bench.stack import ROOT
 
+# What compose.yaml reads from the environment: left out of the test's own, so that
+# the defaults are checked whatever the shell running the tests has set.
+COMPOSE_VARIABLES = ("FLOWER_", "GRAFANA_", "API_KEYS", "MODEL_WEIGHTS", "IMAGE_TAG",
+                     "WEB_PORT", "PROMETHEUS_", "PYTHON_IMAGE", "REDIS_IMAGE",
+                     "EXTRA_CA_CERTS", "TORCH_INDEX_URL", "PYPI_INDEX_URL", "WEBHOOK_SECRET")
+
 
 def compose_config(**env) -> subprocess.CompletedProcess:
     binary = shutil.which("docker-compose")
@@ -21,8 +27,7 @@ def compose_config(**env) -> subprocess.CompletedProcess:
     return subprocess.run([binary, "-f", str(ROOT / "compose.yaml"), "config"], cwd=ROOT,
                           capture_output=True, text=True, timeout=60,
                           env={**{k: v for k, v in os.environ.items()
-                                  if not k.startswith(("FLOWER_", "GRAFANA_", "API_KEYS"))},
-                               **env})
+                                  if not k.startswith(COMPOSE_VARIABLES)}, **env})
 
 
 def mounts(service) -> dict[str, str]:
@@ -137,3 +142,37 @@ def test_images_and_build_arguments_come_from_the_environment():
                               .stdout)["services"]
     assert defaults["redis"]["image"] == "redis:7.2-alpine"
     assert defaults["web"]["build"]["args"]["PYTHON_IMAGE"] == "python:3.11-slim"
+
+
+def host_ports(service) -> list[str]:
+    """`[address:]port` published on the host (v1 prints a dict, or a string with an
+    address)."""
+    found = []
+    for entry in service.get("ports", []):
+        if isinstance(entry, dict):
+            found.append(str(entry["published"]))
+        else:
+            found.append(":".join(str(entry).split(":")[:-1]))
+    return found
+
+
+def test_ports_tags_and_weights_come_from_the_environment():
+    """A second stack on one machine (the compose test's, say) moves its ports and tags
+    its images without touching a user's `:latest`; the defaults stay as documented."""
+    moved = yaml.safe_load(compose_config(
+        FLOWER_PASSWORD="p", GRAFANA_PASSWORD="g", WEB_PORT="18000", FLOWER_PORT="15555",
+        PROMETHEUS_PORT="19090", GRAFANA_PORT="13000", IMAGE_TAG="ci",
+        MODEL_WEIGHTS="random").stdout)["services"]
+    assert {name: host_ports(moved[name]) for name in ("web", "flower", "prometheus",
+                                                        "grafana")} == {
+        "web": ["18000"], "flower": ["15555"], "prometheus": ["127.0.0.1:19090"],
+        "grafana": ["13000"]}
+    assert {name: moved[name]["image"] for name in ("web", "worker", "flower")} == {
+        "web": "resq-web:ci", "worker": "resq-worker:ci", "flower": "resq-flower:ci"}
+    assert moved["worker"]["build"]["args"]["MODEL_WEIGHTS"] == "random"
+    defaults = yaml.safe_load(compose_config(FLOWER_PASSWORD="p", GRAFANA_PASSWORD="g")
+                              .stdout)["services"]
+    assert defaults["web"]["image"] == "resq-web:latest"
+    assert defaults["worker"]["build"]["args"]["MODEL_WEIGHTS"] == "imagenet"
+    assert host_ports(defaults["web"]) == ["8000"]
+    assert host_ports(defaults["prometheus"]) == ["127.0.0.1:9090"]
