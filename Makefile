@@ -9,7 +9,9 @@ SHELL := bash
 PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cat requirements/*.txt pyproject.toml | sha1sum | cut -c1-12)
+# The checkout's path is part of the stamp: the editable install points at one tree, and
+# a virtualenv shared by several clones (CI's, under ~/.cache) must follow the current.
+STAMP := $(VENV)/.installed-$(shell { cat requirements/*.txt pyproject.toml; pwd; } | sha1sum | cut -c1-12)
 RUN_DIR ?= .run
 REDIS_PORT ?= 6379
 # The web tier listens on this machine only; WEB_HOST=0.0.0.0 serves the network.

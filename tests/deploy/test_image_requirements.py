@@ -43,7 +43,8 @@ def unimportable(requirements: list[str], packages: list[str],
     result = subprocess.run(
         [sys.executable, str(ROOT / "tests/support/image_imports.py"), files, *packages,
          "--", *modules],
-        cwd=ROOT, env=base_env(), capture_output=True, text=True, timeout=120)
+        cwd=ROOT, env=base_env(PYTHONPATH=str(ROOT)), capture_output=True, text=True,
+        timeout=120)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
