@@ -88,8 +88,6 @@ class Started:
     interactive: bool = False
 
 
-# What a job's webhook may be sent on; a job asks for some (`webhook_events`).
-WEBHOOK_EVENTS = ("started", "completed")
 QUEUE_PREFIX_BY_OWNER = "resq:queued-by:"  # + queue + ":" + owner key: queued jobs
 
 

@@ -3,6 +3,8 @@ that validate requests and shape responses (`shared.api_models`)."""
 
 from __future__ import annotations
 
+from typing import get_args
+
 from pydantic.json_schema import models_json_schema
 
 from shared.api_models import (
@@ -17,6 +19,7 @@ from shared.api_models import (
     QueueLoad,
     SubmitOptions,
     UrlSubmission,
+    WebhookEvent,
 )
 from web.idempotency import MAX_KEY_LENGTH
 from web.intake import MAX_IMAGES_PER_REQUEST
@@ -72,11 +75,12 @@ _WEBHOOK = {
                    "`Resq-Signature` (see docs/clients.md); the server must set WEBHOOK_SECRET.",
     "schema": {"type": "string", "format": "uri", "maxLength": MAX_URL_LENGTH},
 }
+_EVENTS = "|".join(get_args(WebhookEvent))
 _WEBHOOK_EVENTS = {
     "name": "webhook_events", "in": "query", "required": False,
     "description": "When the webhook is sent, comma-separated: `completed` (default), "
                    "`started`, or both (`Resq-Event` names which).",
-    "schema": {"type": "string", "pattern": r"^(started|completed)(,(started|completed))*$",
+    "schema": {"type": "string", "pattern": f"^({_EVENTS})(,({_EVENTS}))*$",
                "default": "completed"},
 }
 _DEADLINE = {

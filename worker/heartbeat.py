@@ -105,13 +105,13 @@ class Heartbeat:
         orphans = [tag.decode() for tag in taken if tag.decode() not in held]
         if not orphans:
             return []
-        handed = []
+        handed, lists = [], served_lists(self.queue)
         for tag, raw in zip(orphans, self.client.hmget(UNACKED_KEY, orphans), strict=True):
             try:
                 message, _exchange, routing_key = json.loads(raw)
             except (TypeError, ValueError):
                 continue  # acknowledged meanwhile
-            if routing_key not in served_lists(self.queue):
+            if routing_key not in lists:
                 continue  # another queue's: its own workers see to it
             # As if taken at the epoch: kombu's next restore puts it back.
             self.client.zadd(UNACKED_INDEX_KEY, {tag: 1}, xx=True)

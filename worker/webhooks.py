@@ -163,8 +163,7 @@ class WebhookDispatcher:
                 self.store.outbox.done(delivery)
                 return
             metrics.WEBHOOKS.labels(outcome="retried").inc()
-            self.store.outbox.failed(delivery, min(2 ** delivery.attempts,
-                                                     MAX_BACKOFF_SECONDS))
+            self.store.outbox.failed(delivery, min(2 ** delivery.attempts, MAX_BACKOFF_SECONDS))
             return
         metrics.WEBHOOKS.labels(outcome="delivered" if delivered else "refused").inc()
         self.store.outbox.done(delivery)

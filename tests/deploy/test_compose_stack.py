@@ -20,7 +20,6 @@ Redis restart keeps the queue (append-only file on its volume).
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal
@@ -29,10 +28,10 @@ import uuid
 
 import pytest
 import requests
-from PIL import Image
 
 from bench.stack import await_condition, free_port
 from tests.support import containers
+from tests.support.images import PHOTOS, jpeg
 
 # Cold, the worker's build stage downloads torch (minutes); warm, podman's layer cache.
 pytestmark = [pytest.mark.containers, pytest.mark.timeout(2400)]
@@ -43,11 +42,9 @@ SERVICES = ["redis", "web", "worker", "flower", "prometheus"]
 FLOWER_PASSWORD = "compose-test-" + uuid.uuid4().hex[:8]
 
 
-def jpeg(seed: int, size=(320, 240)) -> bytes:
-    image = Image.effect_noise(size, 40 + seed).convert("RGB")
-    out = io.BytesIO()
-    image.save(out, "JPEG", quality=90)
-    return out.getvalue()
+def photo_jpeg(seed: int) -> bytes:
+    """One of the suite's photographs, its size varied by `seed`."""
+    return jpeg(240 + seed % 160, 180 + seed % 120, PHOTOS[seed % len(PHOTOS)])
 
 
 class Stack:
@@ -62,7 +59,8 @@ class Stack:
     def submit(self, seed: int, wait: float = 0) -> dict:
         query = f"?wait={wait:g}" if wait else ""
         response = requests.post(f"{self.web}/jobs{query}", timeout=wait + 30,
-                                 files={"image": (f"{seed}.jpg", jpeg(seed), "image/jpeg")})
+                                 files={"image": (f"{seed}.jpg", photo_jpeg(seed),
+                                                  "image/jpeg")})
         assert response.status_code in (200, 202), response.text
         return response.json()
 

@@ -11,16 +11,14 @@ import importlib
 import importlib.metadata as metadata
 import json
 import pkgutil
-import re
 import sys
 from pathlib import Path
 
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
 # Always in a virtualenv made by `python -m venv`, and this project itself.
 ALWAYS = {"pip", "setuptools", "resq"}
-
-
-def normalized(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def pinned(path: Path) -> set[str]:
@@ -31,7 +29,7 @@ def pinned(path: Path) -> set[str]:
         if line.startswith("-r"):
             names |= pinned(path.parent / line[2:].strip())
         elif line:
-            names.add(normalized(re.split(r"[=<>!~\[; ]", line, maxsplit=1)[0]))
+            names.add(canonicalize_name(Requirement(line).name))
     return names
 
 
@@ -44,7 +42,7 @@ class Uninstalled:
 
     def find_spec(self, name, path=None, target=None):
         owners = self.owners.get(name.partition(".")[0], [])
-        if owners and not any(normalized(owner) in self.installed for owner in owners):
+        if owners and not any(canonicalize_name(owner) in self.installed for owner in owners):
             raise ModuleNotFoundError(
                 f"No module named {name!r} ({', '.join(owners)} is not in the image)",
                 name=name)
