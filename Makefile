@@ -1,7 +1,7 @@
 # resq — one command runs the service, one runs the tests.
 #   make run     Redis (private, unless REDIS_URL is set), worker, web, Flower; Ctrl-C stops all
 #   make test    the whole test suite (make test-fast: the quick part of it)
-SHELL := bash
+SHELL := /bin/bash
 .ONESHELL:
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help

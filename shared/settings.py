@@ -50,7 +50,7 @@ class CommonSettings(BaseSettings):
     """Celery task events (task-sent, received, started, succeeded for every job), which
     Flower's task pages show. Off by default: they cost about 9 ms of CPU a job across
     web, worker and Redis, a fifth of the int8 rate on 2 cores. Flower shows the
-    workers either way."""
+    workers either way, and turns the workers' task events on only when this is true."""
 
     result_ttl_seconds: int = Field(86_400, ge=60)
     """How long a job's record and result are kept; afterwards its id answers 404."""

@@ -16,6 +16,8 @@ from web.services import services
 from web.settings import WebSettings
 
 WORKER_QUEUE = "resq-test"
+# pytester runs inner pytest sessions (tests/test_reaper.py).
+pytest_plugins = ("pytester",)
 
 
 def pytest_configure(config):
@@ -42,6 +44,21 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if "http_service" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.processes)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(fixturedef, request):
+    """A fixture whose set-up fails (a tool it needs is missing, a server that never
+    answers) never reaches its own clean-up: what it started before failing is
+    killed here, at once, rather than running on beside the tests after it (a
+    Flower left so on the session's Redis turned every worker's task events on)."""
+    before = running_processes()
+    try:
+        return (yield)
+    except BaseException:
+        for proc in running_processes() - before:
+            proc.stop(signal.SIGKILL)
+        raise
 
 
 @pytest.fixture(autouse=True)

@@ -23,7 +23,7 @@ COMPOSE_VARIABLES = ("FLOWER_", "GRAFANA_", "API_KEYS", "MODEL_WEIGHTS", "IMAGE_
 
 def compose_config(**env) -> subprocess.CompletedProcess:
     binary = shutil.which("docker-compose")
-    assert binary, "docker-compose is missing: apt-get install docker-compose (.ci/run does)"
+    assert binary, "docker-compose is missing: apt-get install docker-compose (make test does)"
     return subprocess.run([binary, "-f", str(ROOT / "compose.yaml"), "config"], cwd=ROOT,
                           capture_output=True, text=True, timeout=60,
                           env={**{k: v for k, v in os.environ.items()

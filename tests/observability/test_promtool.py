@@ -17,7 +17,7 @@ PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
 
 def promtool(*args: str) -> subprocess.CompletedProcess:
     binary = shutil.which("promtool")
-    assert binary, "promtool is missing: apt-get install prometheus (.ci/run does)"
+    assert binary, "promtool is missing: apt-get install prometheus (make test does)"
     return subprocess.run([binary, *args], cwd=PROMETHEUS_DIR, capture_output=True, text=True,
                           timeout=120)
 

@@ -53,6 +53,8 @@ def prometheus_config(tmp_path, web_port, worker_port, flower_port):
 
 @pytest.fixture(scope="module")
 def stack(redis_url, tmp_path_factory):
+    binary = shutil.which("prometheus")
+    assert binary, "prometheus is missing: apt-get install prometheus (make test does)"
     tmp = tmp_path_factory.mktemp("scrape")
     queue = f"scrape-{uuid.uuid4().hex[:6]}"
     worker_port = free_port()
@@ -65,8 +67,6 @@ def stack(redis_url, tmp_path_factory):
                      base_env(REDIS_URL=redis_url, QUEUE_NAME=queue, FLOWER_PORT=flower_port,
                               FLOWER_BASIC_AUTH=f"{FLOWER_USER}:{FLOWER_PASSWORD}"),
                      tmp / "flower.log")
-    binary = shutil.which("prometheus")
-    assert binary, "prometheus is missing: apt-get install prometheus (.ci/run does)"
     prom_port = free_port()
     config = prometheus_config(tmp, int(base.rsplit(":", 1)[1]), worker_port, flower_port)
     prometheus = Process([binary, f"--config.file={config}",

@@ -12,7 +12,7 @@ from selenium import webdriver
 @contextmanager
 def chromium():
     binary, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    assert binary and driver, "apt-get install chromium chromium-driver (.ci/run does)"
+    assert binary and driver, "apt-get install chromium chromium-driver (make test does)"
     options = webdriver.ChromeOptions()
     options.binary_location = binary
     for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",

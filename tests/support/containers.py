@@ -44,7 +44,7 @@ PEM = re.compile(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.
 def podman(*args: str, check: bool = True, timeout: float = 600,
            **kwargs) -> subprocess.CompletedProcess:
     binary = shutil.which("podman")
-    assert binary, "podman is missing: apt-get install podman (.ci/run does)"
+    assert binary, "podman is missing: apt-get install podman (make test does)"
     result = subprocess.run([binary, *args], capture_output=True, text=True,
                             timeout=timeout, **kwargs)
     if check and result.returncode != 0:
@@ -66,7 +66,7 @@ def ensure_base_image(name: str = BASE_IMAGE) -> str:
     if image_exists(name):
         return name
     debootstrap = shutil.which("debootstrap") or "/usr/sbin/debootstrap"
-    assert os.path.exists(debootstrap), "debootstrap is missing (.ci/run installs it)"
+    assert os.path.exists(debootstrap), "debootstrap is missing (make test installs it)"
     with tempfile.TemporaryDirectory(prefix="resq-rootfs-") as rootfs:
         subprocess.run([debootstrap, "--variant=minbase", f"--include={','.join(BASE_PACKAGES)}",
                         DEBIAN_SUITE, rootfs, DEBIAN_MIRROR],
@@ -176,7 +176,7 @@ class Compose:
 
     def __init__(self, project: str, env: dict[str, str]):
         binary = shutil.which("docker-compose")
-        assert binary, "docker-compose is missing: apt-get install docker-compose (.ci/run does)"
+        assert binary, "docker-compose is missing: apt-get install docker-compose (make test does)"
         self.command = [binary, "-p", project, "-f", str(ROOT / "compose.yaml")]
         self.project, self.env = project, env
 
