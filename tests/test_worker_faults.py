@@ -1,5 +1,6 @@
 """Faults injected for real: a worker SIGKILLed mid-batch loses no job."""
 
+import os
 import signal
 import time
 import uuid
@@ -10,6 +11,7 @@ import yaml
 
 from bench.stack import ROOT, await_condition, start_worker
 from tests.conftest import make_settings, running_app
+from tests.support.gated_worker import GATE_DIR_VAR, GATE_MARKER
 from tests.support.images import jpeg
 from tests.support.poison_worker import POISON_MARKER
 from tests.support.queue_state import await_busy, held_job_ids, snapshot
@@ -42,8 +44,8 @@ def busy_worker(client, broker: redis.Redis, queue: str, ids: list[str]) -> set[
                       lambda: broker.llen(queue), ids)
 
 
-def submit(client) -> str:
-    return client.post("/jobs", data=JPEG, content_type="image/jpeg").get_json()["id"]
+def submit(client, image: bytes = JPEG) -> str:
+    return client.post("/jobs", data=image, content_type="image/jpeg").get_json()["id"]
 
 
 def test_jobs_of_a_worker_killed_mid_batch_are_delivered_again(faulty_queue, redis_url, tmp_path):
@@ -73,16 +75,28 @@ def test_sigterm_finishes_what_the_worker_holds_and_loses_nothing(faulty_queue, 
                                                                    tmp_path):
     """A scale-in: SIGTERM to a busy worker. It stops taking jobs, finishes the ones
     it holds (Celery's warm shutdown) and exits inside the Helm chart's
-    terminationGracePeriodSeconds; the rest wait in the queue for the next worker."""
+    terminationGracePeriodSeconds; the rest wait in the queue for the next worker.
+    Its first job is held at a gate (tests/support/gated_worker.py) until the worker
+    has taken the signal in, so that however fast this machine is, jobs still wait
+    in the queue when it is told to stop."""
     settings, client = faulty_queue
     broker = redis.Redis.from_url(redis_url)
+    gate = tmp_path / "gate"
+    gate.mkdir()
     env = {"VISIBILITY_TIMEOUT_SECONDS": 600, "BATCH_MAX_SIZE": 4}  # no redelivery help
-    ids = [submit(client) for _ in range(16)]
-    first = start_worker(redis_url, settings.queue_name, tmp_path / "first.log", **env)
-    held = busy_worker(client, broker, settings.queue_name, ids)
+    first = start_worker(redis_url, settings.queue_name, tmp_path / "first.log",
+                         module="tests.support.gated_worker", **{GATE_DIR_VAR: gate}, **env)
+    ids = [submit(client, JPEG + GATE_MARKER)] + [submit(client) for _ in range(16)]
+    await_condition(lambda: (gate / "entered").exists(), 60, "the first job at the gate")
     grace = chart_values()["worker"]["terminationGracePeriodSeconds"]
     stopping = time.monotonic()
-    assert first.stop(signal.SIGTERM, timeout=grace) == 0
+    os.killpg(first.pid, signal.SIGTERM)
+    await_condition(lambda: "Warm shutdown" in first.log(), 30, "the warm shutdown")
+    waiting, held = snapshot(broker, settings.queue_name)
+    held &= set(ids)
+    assert ids[0] in held and waiting > 0  # told to stop with jobs in hand and more waiting
+    (gate / "open").touch()
+    assert first.popen.wait(grace) == 0
     grace_used = time.monotonic() - stopping
     assert grace_used < grace
     after_stop = {i: client.get(f"/jobs/{i}").get_json()["status"] for i in ids}
@@ -90,7 +104,7 @@ def test_sigterm_finishes_what_the_worker_holds_and_loses_nothing(faulty_queue, 
     assert {after_stop[i] for i in held} == {"succeeded"}
     assert "started" not in after_stop.values()
     assert not held_job_ids(broker) & set(ids)
-    assert "queued" in after_stop.values()  # the queue was not drained: it did stop taking
+    assert "queued" in after_stop.values()  # the queue was not drained: it stopped taking
     done_by_first = sum(status == "succeeded" for status in after_stop.values())
 
     second = start_worker(redis_url, settings.queue_name, tmp_path / "second.log", **env)
