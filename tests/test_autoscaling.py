@@ -23,7 +23,7 @@ from tests.deploy.chart import build_renderer, render
 from tests.support.images import jpeg
 from tests.support.keda import ScaledObject, trigger_reader
 
-pytestmark = pytest.mark.processes
+pytestmark = [pytest.mark.processes, pytest.mark.chart]
 
 # Small numbers, so that a burst a 2-core machine drains in seconds still crosses
 # every threshold: up to 3 workers, one per 40 open jobs or 8 waiting in a lane.

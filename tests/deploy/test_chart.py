@@ -19,6 +19,8 @@ KUBERNETES_VERSION = "1.29"
 KEDA_SCHEMAS = Path(__file__).parent / "schemas" / "keda"
 WORKLOADS = ("Deployment", "StatefulSet")
 
+pytestmark = pytest.mark.chart
+
 
 @pytest.fixture(scope="session")
 def renderer(tmp_path_factory):

@@ -14,6 +14,8 @@ import yaml
 
 from bench.stack import ROOT
 
+pytestmark = pytest.mark.compose
+
 # What compose.yaml reads from the environment: left out of the test's own, so that
 # the defaults are checked whatever the shell running the tests has set.
 COMPOSE_VARIABLES = ("FLOWER_", "GRAFANA_", "API_KEYS", "MODEL_WEIGHTS", "IMAGE_TAG",

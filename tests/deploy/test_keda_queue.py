@@ -17,6 +17,8 @@ from tests.deploy.chart import VALUE_SETS, build_renderer, render
 from tests.support.images import jpeg
 from tests.support.keda import ScaledObject, replicas_for_values
 
+pytestmark = pytest.mark.chart
+
 
 @pytest.fixture(scope="module")
 def renderer(tmp_path_factory):

@@ -41,12 +41,27 @@ BASE_PACKAGES = ["python3.11", "python3.11-venv", "python3-distutils", "python3-
 PEM = re.compile(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
 
 
+# Podman's settings where the machine has none of its own (tests/deploy/containers.conf).
+SUITE_CONTAINERS_CONF = ROOT / "tests" / "deploy" / "containers.conf"
+SYSTEM_CONTAINERS_CONF = Path("/etc/containers/containers.conf")
+
+
+def podman_env() -> dict[str, str]:
+    """The environment podman runs in: as root on a machine with no containers.conf
+    of its own, the suite's (CONTAINERS_CONF); otherwise the machine's, untouched."""
+    env = dict(os.environ)
+    if (os.geteuid() == 0 and "CONTAINERS_CONF" not in env
+            and not SYSTEM_CONTAINERS_CONF.exists()):
+        env["CONTAINERS_CONF"] = str(SUITE_CONTAINERS_CONF)
+    return env
+
+
 def podman(*args: str, check: bool = True, timeout: float = 600,
            **kwargs) -> subprocess.CompletedProcess:
     binary = shutil.which("podman")
     assert binary, "podman is missing: apt-get install podman (make test does)"
     result = subprocess.run([binary, *args], capture_output=True, text=True,
-                            timeout=timeout, **kwargs)
+                            timeout=timeout, env=podman_env(), **kwargs)
     if check and result.returncode != 0:
         raise AssertionError(f"podman {' '.join(args)} failed: {result.stderr[-2000:]}")
     return result
@@ -120,7 +135,7 @@ class PodmanService:
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(
                 [shutil.which("podman") or "podman", "system", "service", "--time=0", self.url],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=podman_env())
         deadline = time.monotonic() + 60
         while not self._answers():
             assert self.process.poll() is None, self.log.read_text()[-2000:]
