@@ -21,6 +21,7 @@ from bench.cpu import ServiceCpu
 from bench.load import run_in_threads
 from bench.stack import await_condition
 from shared.celery_app import make_celery
+from shared.job_data.records import JobRecords
 from shared.lanes import served_lists
 from shared.settings import CommonSettings
 
@@ -113,20 +114,20 @@ def expired_cost(base: str, image: bytes, count: int, redis_url: str, queue: str
             "jobs_per_second": count / seconds}
 
 
+def _record(client, job_id: str):
+    return JobRecords(client, 3600, "bench").get(job_id)
+
+
 def _created(client, job_id: str) -> float:
-    return float(client.hget(f"resq:job:{job_id}", "created_at"))
+    return _record(client, job_id).created_at
 
 
 def _statuses(client, ids: list[str]) -> list[bytes | None]:
-    with client.pipeline(transaction=False) as pipe:
-        for job_id in ids:
-            pipe.hget(f"resq:job:{job_id}", "status")
-        return pipe.execute()
+    records = [_record(client, job_id) for job_id in ids]
+    return [record.status.value.encode() if record else None for record in records]
 
 
 def _error_code(client, job_id: str) -> str:
-    import json
-
-    raw = client.hget(f"resq:job:{job_id}", "error")
-    return json.loads(raw)["code"] if raw else ""
+    record = _record(client, job_id)
+    return record.error["code"] if record and record.error else ""
 

@@ -40,7 +40,7 @@ def make_celery(settings: CommonSettings, *, store_retries: int = 2) -> Celery:
         # A job is acknowledged only after its end is stored (by the job store, not
         # Celery's result backend); a worker that dies mid-job leaves the message to
         # be delivered again, and a message for a job that has ended is dropped
-        # unrun (`shared.job_store`).
+        # unrun (`shared.job_data.store`).
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,

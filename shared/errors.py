@@ -68,6 +68,13 @@ class JobNotFound(NotFound):
     default_message = "no job with this id (unknown or expired)"
 
 
+class ResultDropped(JobNotFound):
+    code = "result_dropped"
+    default_message = ("this job ended, and its result was dropped before its time to make "
+                       "room for newer jobs (Redis's memory is small for this rate of jobs "
+                       "and RESULT_TTL_SECONDS)")
+
+
 class MethodNotAllowed(ResqError):
     status_code = 405
     code = "method_not_allowed"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import redis
 
 from shared.api_models import QueueLoad
-from shared.job_records import INFLIGHT_PREFIX
+from shared.job_data.keys import QueueKeys
 from shared.lanes import Lane, lane_list
 
 
@@ -17,7 +17,7 @@ def read_load(client: redis.Redis, queue: str) -> QueueLoad:
     with client.pipeline(transaction=False) as pipe:
         for lane in Lane:
             pipe.llen(lane_list(queue, lane))
-        pipe.zcard(INFLIGHT_PREFIX + queue)
+        pipe.zcard(QueueKeys(queue).inflight)
         *waiting, open_jobs = pipe.execute()
     lanes = {lane.value: int(count) for lane, count in zip(Lane, waiting, strict=True)}
     # A job is indexed once its message is sent: one just sent may be waiting

@@ -1,27 +1,29 @@
-"""The queue's state as Prometheus gauges, read from Redis at each scrape:
-`resq_queue_length` (each lane's list, what KEDA measures), `resq_oldest_job_age_seconds` and
-`resq_queued_bytes` (what `QUEUE_MAX_BYTES` limits).
-Both tiers export them, so a backlog is visible while no worker is up."""
+"""The queue's state as Prometheus metrics, read from Redis at each scrape:
+`resq_queue_length` (each lane's list, what KEDA measures), `resq_oldest_job_age_seconds`,
+`resq_queued_bytes` (what `QUEUE_MAX_BYTES` limits), and the job data's own counters:
+`resq_results_dropped_total` (ended jobs' records dropped to make room for new work,
+`shared.job_data.budget`) and `resq_counter_corrections_total` (drift the reconcile
+healed, `shared.job_data.reconcile`). They are counts kept in Redis, so every
+process of both tiers reports the same values, and a backlog is visible while no
+worker is up."""
 
 from __future__ import annotations
 
 import time
 
 import redis
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from shared.job_store import QUEUED_BYTES_PREFIX
+from shared.job_data.keys import QueueKeys
 from shared.lanes import Lane, lane_list
 
 
 class QueueCollector(Collector):
-    """`resq_queue_length` and `resq_oldest_job_age_seconds`, read at scrape time."""
-
-    def __init__(self, client: redis.Redis, queue: str, inflight_key: str):
+    def __init__(self, client: redis.Redis, queue: str):
         self.client = client
         self.queue = queue
-        self.inflight_key = inflight_key
+        self.keys = QueueKeys(queue)
 
     def collect(self):
         length = GaugeMetricFamily("resq_queue_length",
@@ -33,19 +35,30 @@ class QueueCollector(Collector):
         held = GaugeMetricFamily("resq_queued_bytes",
                                  "Bytes of images held in Redis for unfinished jobs "
                                  "(admission stops at QUEUE_MAX_BYTES)", labels=["queue"])
+        dropped = CounterMetricFamily("resq_results_dropped",
+                                      "Ended jobs' results dropped before their TTL to make "
+                                      "room in Redis for new work (oldest first)",
+                                      labels=["queue"])
+        corrected = CounterMetricFamily("resq_counter_corrections",
+                                        "Counts the reconcile found off and set right, by "
+                                        "counter", labels=["queue", "counter"])
         try:
             with self.client.pipeline(transaction=False) as pipe:
                 for lane in Lane:
                     pipe.llen(lane_list(self.queue, lane))
-                pipe.zrange(self.inflight_key, 0, 0, withscores=True)
-                pipe.get(QUEUED_BYTES_PREFIX + self.queue)
-                *waiting, first, queued_bytes = pipe.execute()
+                pipe.zrange(self.keys.inflight, 0, 0, withscores=True)
+                pipe.get(self.keys.queued_bytes)
+                pipe.get(self.keys.results_dropped)
+                pipe.hgetall(self.keys.corrections)
+                *waiting, first, queued_bytes, dropped_total, corrections = pipe.execute()
         except redis.RedisError:
             return  # no sample rather than a wrong one; the worker's `up` still says it lives
         for lane, count in zip(Lane, waiting, strict=True):
             length.add_metric([self.queue, lane.value], count)
         oldest.add_metric([self.queue], max(0.0, time.time() - first[0][1]) if first else 0.0)
         held.add_metric([self.queue], int(queued_bytes or 0))
-        yield length
-        yield oldest
-        yield held
+        dropped.add_metric([self.queue], int(dropped_total or 0))
+        for counter in ("open_jobs", "queued_bytes", "queued_by_key"):
+            corrected.add_metric([self.queue, counter],
+                                 int(corrections.get(counter.encode(), 0)))
+        yield from (length, oldest, held, dropped, corrected)

@@ -19,6 +19,7 @@ import redis
 import requests
 
 from bench.stack import await_condition, start_gunicorn, start_worker
+from shared.job_data.records import JobRecords
 from tests.deploy.chart import build_renderer, render
 from tests.support.images import jpeg
 from tests.support.keda import ScaledObject, trigger_reader
@@ -192,12 +193,11 @@ def test_a_burst_scales_out_drains_and_scales_back(renderer, redis_url, tmp_path
 def finished_after_sigterm(redis_url: str, ids: list[str], sigterms: dict[int, float]) -> int:
     """Jobs a worker finished after it was sent SIGTERM: what its warm shutdown saved
     (a worker's id carries its pid: `worker.heartbeat.new_worker_id`)."""
-    client = redis.Redis.from_url(redis_url)
+    records = JobRecords(redis.Redis.from_url(redis_url), 3600, "autoscaling").get_many(ids)
     count = 0
-    for job_id in ids:
-        worker, finished_at = client.hmget(f"resq:job:{job_id}", "worker", "finished_at")
-        pid = int(worker.decode().split(":")[-2])
-        if pid in sigterms and float(finished_at) > sigterms[pid]:
+    for record in records:
+        pid = int(record.worker.split(":")[-2])
+        if pid in sigterms and record.finished_at > sigterms[pid]:
             count += 1
     return count
 
@@ -206,14 +206,14 @@ def ideal_drain(redis_url: str, ids: list[str], workers: int, burst_seconds: flo
     """The drain time `workers` would need at the mean rate one worker showed here
     (its jobs over the span from its first start to its last finish), and never less
     than the burst itself lasts."""
-    client = redis.Redis.from_url(redis_url)
-    spans: dict[bytes, list[float]] = {}
-    for job_id in ids:
-        worker, started_at, finished_at = client.hmget(f"resq:job:{job_id}", "worker",
-                                                       "started_at", "finished_at")
-        span = spans.setdefault(worker, [float("inf"), 0.0, 0])
-        span[0] = min(span[0], float(started_at))
-        span[1] = max(span[1], float(finished_at))
+    records = JobRecords(redis.Redis.from_url(redis_url), 3600, "autoscaling").get_many(ids)
+    spans: dict[str, list[float]] = {}
+    for record in records:
+        # Taken when it had waited its queued time; ended when its record says.
+        started_at = record.created_at + record.result["timing_ms"]["queued"] / 1000
+        span = spans.setdefault(record.worker, [float("inf"), 0.0, 0])
+        span[0] = min(span[0], started_at)
+        span[1] = max(span[1], record.finished_at)
         span[2] += 1
     rates = [count / max(1e-3, last - first) for first, last, count in spans.values()]
     return max(burst_seconds, len(ids) / (workers * sum(rates) / len(rates)))

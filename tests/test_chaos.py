@@ -33,7 +33,8 @@ from bench.stack import (
     start_redis,
     start_worker,
 )
-from shared.job_records import RECORD_PREFIX
+from shared.job_data.keys import QueueKeys
+from shared.job_data.records import JobRecords
 from tests.support.images import jpeg
 from tests.support.webhook_receiver import SECRET, Receiver
 
@@ -113,13 +114,10 @@ def classified_jobs(log):
 def statuses(client: redis.Redis, ids: list[str]) -> list[str | None]:
     """Each job's status as its record holds it (None: no record, or Redis away)."""
     try:
-        with client.pipeline(transaction=False) as pipe:
-            for job_id in ids:
-                pipe.hget(RECORD_PREFIX + job_id, "status")
-            raw = pipe.execute() if ids else []
+        records = JobRecords(client, 3600, "chaos").get_many(ids)
     except redis.RedisError:
         return [None] * len(ids)
-    return [value.decode() if value else None for value in raw]
+    return [record.status.value if record else None for record in records]
 
 
 TERMINAL = ("succeeded", "failed")
@@ -221,8 +219,9 @@ def test_no_job_is_lost_through_worker_kills_and_a_redis_restart(tmp_path):
         lost = [i for i, status in zip(ids, final, strict=True) if status not in TERMINAL]
         unexpected = [i for i, status in zip(ids, final, strict=True)
                       if status in TERMINAL and status != "succeeded"]
-        recorded = [key.decode().removeprefix(RECORD_PREFIX)
-                    for key in client.scan_iter(RECORD_PREFIX + "*", count=1000)]
+        prefix = QueueKeys.record("")
+        recorded = [key.decode().removeprefix(prefix)
+                    for key in client.scan_iter(prefix + "*", count=1000)]
         ended_unknown = [i for i, status in zip(recorded, statuses(client, recorded),
                                                 strict=True) if status in TERMINAL]
         unexpected += sorted(set(ended_unknown) - set(ids))

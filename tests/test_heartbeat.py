@@ -11,12 +11,12 @@ import pytest
 import redis
 
 from bench.stack import await_condition, start_worker
+from shared.job_data.keys import QueueKeys
 from tests.conftest import make_settings, running_app
 from tests.support.gated_worker import GATE_DIR_VAR, GATE_MARKER
 from tests.support.images import jpeg
 from tests.support.queue_state import await_busy, snapshot
 from web.services import services
-from worker.heartbeat import HELD_PREFIX, REGISTRY_PREFIX
 
 pytestmark = [pytest.mark.chaos, pytest.mark.processes]
 
@@ -43,7 +43,7 @@ def submit(client, body: bytes = JPEG) -> str:
 
 def worker_id_of(broker: redis.Redis, queue: str, pid: int) -> str:
     """The heartbeat id (host:pid:random) a worker process registered."""
-    ids = [raw.decode() for raw in broker.zrange(REGISTRY_PREFIX + queue, 0, -1)]
+    ids = [raw.decode() for raw in broker.zrange(QueueKeys(queue).workers, 0, -1)]
     return next(i for i in ids if i.split(":")[1] == str(pid))
 
 
@@ -56,7 +56,7 @@ def test_a_killed_workers_jobs_come_back_when_its_heartbeat_lapses(queue, tmp_pa
     ids = [submit(client) for _ in range(16)]
 
     held = await_busy(lambda: submit(client), lambda: {
-        k.decode() for k in broker.hkeys(HELD_PREFIX + victim_id)}, lambda: broker.llen(name),
+        k.decode() for k in broker.hkeys(QueueKeys.held(victim_id))}, lambda: broker.llen(name),
         ids)
     victim.stop(signal.SIGKILL)
     killed_at = time.monotonic()
@@ -70,7 +70,7 @@ def test_a_killed_workers_jobs_come_back_when_its_heartbeat_lapses(queue, tmp_pa
     assert final == ["succeeded"] * len(ids), [
         (i, s) for i, s in zip(ids, final, strict=True) if s != "succeeded"]
     assert "stopped beating" in survivor.log() and "delivered again" in survivor.log()
-    assert broker.zscore(REGISTRY_PREFIX + name, victim_id) is None  # forgotten
+    assert broker.zscore(QueueKeys(name).workers, victim_id) is None  # forgotten
 
 
 def test_a_slow_worker_with_a_live_heartbeat_keeps_its_jobs(queue, tmp_path):
@@ -85,8 +85,8 @@ def test_a_slow_worker_with_a_live_heartbeat_keeps_its_jobs(queue, tmp_path):
     other = start_worker(redis_url, name, tmp_path / "other.log", **ENV)
     other_id = worker_id_of(broker, name, other.pid)
     # Held far past a heartbeat's lapse, as the other worker sees it beat by beat.
-    watched_from = broker.zscore(REGISTRY_PREFIX + name, other_id)
-    await_condition(lambda: broker.zscore(REGISTRY_PREFIX + name, other_id)
+    watched_from = broker.zscore(QueueKeys(name).workers, other_id)
+    await_condition(lambda: broker.zscore(QueueKeys(name).workers, other_id)
                     > watched_from + 4 * 5 * BEAT, 60, "the other worker's beats", interval=0.1)
     assert client.get(f"/jobs/{held_job}").get_json()["status"] == "started"
     waiting, unacked = snapshot(broker, name)

@@ -1,4 +1,4 @@
-"""Every job ends exactly once (`shared.job_store`), tested against a real Redis,
+"""Every job ends exactly once (`shared.job_data.store`), tested against a real Redis,
 a real worker process and a real local webhook receiver, with each race forced
 deterministically: a job held in the middle of its run by a gate
 (tests/support/gated_worker.py), a duplicated message pushed by hand, a delivery
@@ -14,9 +14,8 @@ import redis
 
 from bench.stack import await_condition, free_port, start_worker
 from shared.celery_app import make_celery
-from shared.job_store import JobStore
+from shared.job_data.store import JobStore
 from shared.url_guard import AddressPolicy
-from shared.webhook_outbox import OUTBOX_PREFIX
 from tests.conftest import make_settings, running_app
 from tests.support.gated_worker import GATE_DIR_VAR, GATE_MARKER
 from tests.support.images import jpeg
@@ -56,7 +55,7 @@ def submit(client, image: bytes, webhook: str, wait: float = 0) -> dict:
 
 
 def outbox_drained(store: JobStore) -> bool:
-    return store.client.zcard(OUTBOX_PREFIX + store.queue) == 0
+    return store.client.zcard(store.keys.outbox) == 0
 
 
 def worker_said(worker, job_id: str, words: str) -> bool:
@@ -180,7 +179,7 @@ def test_a_job_whose_message_could_not_be_sent_leaves_nothing_to_run(idle_settin
                      ttl_seconds=idle_settings.result_ttl_seconds)
     with pytest.raises(Exception):  # noqa: B017 (kombu's error, whichever it is)
         store.create("orphan", top_k=5, form="raw", image=jpeg())
-    assert store.record("orphan") is None and store.records.load_image("orphan") is None
+    assert store.record("orphan") is None and not client.exists(store.keys.image("orphan"))
     assert store.queued_bytes() == 0
     sweeper = LostJobSweeper(client, store, stale_after=0, interval=1)
     assert sweeper.sweep_once(now=time.time() + 3600) == []

@@ -8,6 +8,7 @@ from flask import Flask
 
 from shared import __version__
 from shared.celery_app import make_celery
+from shared.job_data.keys import QueueKeys
 from shared.patches import refuse_decompression_bombs
 from shared.queue_metrics import QueueCollector
 from shared.redis_client import connect
@@ -69,12 +70,10 @@ def create_app(settings: WebSettings | None = None) -> Flask:
     )
     built.install(app)
     install_rate_limits(app, jobs.bp, settings.rate_limit, settings.redis_url,
-                        f"resq:ratelimit:{settings.queue_name}", keys)
+                        QueueKeys(settings.queue_name).rate_limits, keys)
 
     for blueprint in (jobs.bp, probes.bp, scaling.bp, docs.bp, page.bp):
         app.register_blueprint(blueprint)
     register_error_handlers(app)
-    store = built.jobs.store
-    metrics.install(app, QueueCollector(client, settings.queue_name,
-                                        store.records.inflight_key))
+    metrics.install(app, QueueCollector(client, settings.queue_name))
     return app

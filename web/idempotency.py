@@ -2,8 +2,9 @@
 same job for the same key and request within the result TTL, and 409 for the
 same key with a different request. Keys are scoped to the caller (its API key's
 owner id), so two clients cannot collide. A request is identified by its
-fingerprint: the input form, `top_k`, the image (its SHA-256) or URL, and the
-webhook."""
+fingerprint: the input form, the image (its SHA-256) or URL, and every option of
+the request (`SubmitOptions`, all of its fields: a new option is covered as it is
+added)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ import json
 
 import redis
 
+from shared.api_models import SubmitOptions
 from shared.errors import IdempotencyConflict, InvalidField
+from shared.job_data.keys import QueueKeys
 
-KEY_PREFIX = "resq:idem:"
 MAX_KEY_LENGTH = 255
 
 
@@ -27,10 +29,9 @@ def check_key(key: str) -> str:
     return key
 
 
-def fingerprint(form: str, top_k: int, image: bytes, url: str | None,
-                webhook: str | None = None) -> str:
+def fingerprint(form: str, image: bytes, url: str | None, options: SubmitOptions) -> str:
     what = f"url:{url}" if url else "sha256:" + hashlib.sha256(image).hexdigest()
-    return hashlib.sha256(f"{form}\0{top_k}\0{what}\0{webhook or ''}".encode()).hexdigest()
+    return hashlib.sha256(f"{form}\0{what}\0{options.model_dump_json()}".encode()).hexdigest()
 
 
 class IdempotencyStore:
@@ -39,7 +40,7 @@ class IdempotencyStore:
         self.ttl = ttl_seconds
 
     def _redis_key(self, owner: str, key: str) -> str:
-        return KEY_PREFIX + hashlib.sha256(f"{owner}\0{key}".encode()).hexdigest()
+        return QueueKeys.idempotency(hashlib.sha256(f"{owner}\0{key}".encode()).hexdigest())
 
     def claim(self, owner: str, key: str, print_: str, job_id: str) -> str | None:
         """Record `job_id` under the key and return None; or return the job id an

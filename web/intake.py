@@ -28,8 +28,7 @@ class Submission:
     url: str | None = None
 
     def fingerprint(self) -> str:
-        return fingerprint(self.form.value, self.options.top_k, self.image, self.url,
-                           self.options.webhook)
+        return fingerprint(self.form.value, self.image, self.url, self.options)
 
 
 def validate(model: type[BaseModel], data: dict) -> BaseModel:

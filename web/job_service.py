@@ -7,7 +7,6 @@ from __future__ import annotations
 import hmac
 import logging
 import time
-import uuid
 from contextlib import contextmanager
 
 import redis
@@ -15,8 +14,9 @@ from celery import Celery
 from kombu.exceptions import OperationalError
 
 from shared.api_models import Job
-from shared.errors import BrokerUnavailable, JobNotFound
-from shared.job_store import JobStore, job_view
+from shared.errors import BrokerUnavailable, JobNotFound, ResultDropped
+from shared.job_data.records import new_job_id
+from shared.job_data.store import JobStore, NewJob, job_view
 from shared.lanes import Lane
 from shared.redis_client import REDIS_ERRORS
 from web import metrics
@@ -68,8 +68,8 @@ class JobService:
         the job that key made; the flag says which. `interactive` (its client waits
         for it) sends it to the interactive lane where that lane is on; `quota_key`
         is who it counts against for `QUEUE_MAX_PER_KEY`."""
-        lane = Lane.INTERACTIVE if interactive and self.settings.interactive_lane else Lane.BATCH
-        job_id = str(uuid.uuid4())
+        lane = self._lane(interactive)
+        job_id = new_job_id()
         if idempotency_key is not None:
             with redis_guard():
                 earlier = self.idempotency.claim(owner, idempotency_key,
@@ -77,12 +77,22 @@ class JobService:
             if earlier is not None:
                 return self._replayed(earlier, owner), True
             try:
-                return self._create(job_id, submission, owner, lane, quota_key), False
+                return self._create([job_id], [submission], owner, lane, quota_key)[0], False
             except Exception:
                 with redis_guard():
                     self.idempotency.release(owner, idempotency_key, job_id)
                 raise
-        return self._create(job_id, submission, owner, lane, quota_key), False
+        return self._create([job_id], [submission], owner, lane, quota_key)[0], False
+
+    def submit_many(self, submissions: list[Submission], owner: str = "", *,
+                    interactive: bool = False, quota_key: str = "") -> list[Job]:
+        """A job for each image of one request (the same options): all admitted, or
+        none (the refusal raised)."""
+        ids = [new_job_id() for _ in submissions]
+        return self._create(ids, submissions, owner, self._lane(interactive), quota_key)
+
+    def _lane(self, interactive: bool) -> Lane:
+        return Lane.INTERACTIVE if interactive and self.settings.interactive_lane else Lane.BATCH
 
     def _replayed(self, job_id: str, owner: str) -> Job:
         """The job an earlier request made; it may be a moment away from existing
@@ -96,22 +106,23 @@ class JobService:
                     raise
                 time.sleep(0.05)
 
-    def _create(self, job_id: str, submission: Submission, owner: str, lane: Lane,
-                quota_key: str) -> Job:
-        options = submission.options
+    def _create(self, ids: list[str], submissions: list[Submission], owner: str, lane: Lane,
+                quota_key: str) -> list[Job]:
+        options, form = submissions[0].options, submissions[0].form.value
         with redis_guard():
-            record = self.store.create(
-                job_id, top_k=options.top_k, form=submission.form.value,
-                image=submission.image, owner=owner, webhook=options.webhook or "",
+            records = self.store.create_many(
+                [NewJob(job_id, s.image) for job_id, s in zip(ids, submissions, strict=True)],
+                top_k=options.top_k, form=form, owner=owner, webhook=options.webhook or "",
                 max_queue_length=self.settings.queue_max_length,
                 max_queue_bytes=self.settings.queue_max_bytes, lane=lane,
                 deadline_seconds=self.deadline_seconds(options.deadline_seconds),
                 quota_key=quota_key, max_per_key=self.settings.queue_max_per_key,
                 webhook_events=tuple(options.webhook_events))
-        log.info("job accepted", extra={"job_id": job_id, "form": submission.form.value,
-                                        "bytes": len(submission.image), "lane": lane.value})
-        metrics.job_submitted(submission.form.value, lane.value)
-        return job_view(record)
+        for record, submission in zip(records, submissions, strict=True):
+            log.info("job accepted", extra={"job_id": record.id, "form": form,
+                                            "bytes": len(submission.image), "lane": lane.value})
+            metrics.job_submitted(form, lane.value)
+        return [job_view(record) for record in records]
 
     def deadline_seconds(self, asked: float | None) -> float:
         """A job's queue deadline: what it asked for, bounded by the server's
@@ -130,7 +141,11 @@ class JobService:
             if record is not None and self.store.expire_if_due(record):
                 metrics.job_expired()
                 record = self.store.record(job_id)
-        if record is None or not hmac.compare_digest(record.owner, owner):
+        if record is None:
+            with redis_guard():
+                dropped = self.store.records.dropped(job_id)
+            raise ResultDropped() if dropped else JobNotFound()
+        if not hmac.compare_digest(record.owner, owner):
             raise JobNotFound()
         return job_view(record)
 

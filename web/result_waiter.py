@@ -1,7 +1,7 @@
 """Wakes the threads that wait for a job when its state changes.
 
 The job store PUBLISHes every change of a job's state on the job's own channel
-(`shared.job_store.EVENTS_PREFIX` + id). One pattern subscription per web process
+(`shared.job_data.keys`: `resq:job-events:<id>`). One pattern subscription per web process
 listens for all of them and sets the event of each thread waiting on that job, so a thousand waiting
 requests cost one Redis connection, not a thousand. Waiters also re-check on a
 short period, so a missed message (Redis restarting) costs latency, not a result.
@@ -16,11 +16,11 @@ from contextlib import contextmanager
 
 import redis
 
-from shared.job_store import EVENTS_PREFIX
+from shared.job_data.keys import QueueKeys
 
 log = logging.getLogger(__name__)
 
-CHANNEL_PREFIX = EVENTS_PREFIX
+CHANNEL_PREFIX = QueueKeys.events("")
 RECHECK_SECONDS = 1.0
 RECONNECT_SECONDS = 0.5
 POLL_SECONDS = 0.25

@@ -12,7 +12,7 @@ from celery.signals import setup_logging, task_postrun, task_received, worker_in
 
 from shared import log_format
 from shared.celery_app import make_celery
-from shared.job_store import JobStore
+from shared.job_data.store import JobStore
 from shared.redis_client import connect
 from shared.url_guard import AddressPolicy
 from worker import health, metrics
@@ -35,7 +35,8 @@ worker_id = new_worker_id()
 heartbeat = Heartbeat(client, settings.queue_name, worker_id,
                       interval=settings.worker_heartbeat_seconds)
 sweeper = LostJobSweeper(client, store, stale_after=settings.visibility_timeout_seconds,
-                         interval=min(10.0, settings.visibility_timeout_seconds))
+                         interval=min(10.0, settings.visibility_timeout_seconds),
+                         reconcile_interval=settings.reconcile_interval_seconds)
 app.register_task(ClassifyTask(settings, store, worker_id))
 log = logging.getLogger(__name__)
 
@@ -88,8 +89,7 @@ def _stalled_seconds() -> float | None:
 @worker_init.connect
 def _load_model_before_consuming(**_):
     # Scrapes read the queue with a client that fails fast, not the patient one.
-    metrics.register(connect(settings.redis_url), settings.queue_name,
-                     store.records.inflight_key)
+    metrics.register(connect(settings.redis_url), settings.queue_name)
     if settings.worker_metrics_port:
         health.serve(settings.worker_metrics_port, Liveness(_stalled_seconds,
                                                             settings.worker_stall_seconds))

@@ -14,6 +14,14 @@ kombu's own restore (which every live worker runs each second) puts it back on i
 queue, flagged redelivered. A slow worker keeps beating (the beat is its own
 thread) and keeps its record, so its jobs are never handed out twice; the
 visibility timeout stays as the last resort. Dead workers' records are removed.
+
+After a Redis outage every heartbeat has lapsed at once, the live workers' too. So a
+worker scans only once it has itself beaten without a miss for a whole lapse (the
+grace): by then every live worker has beaten again, and only the dead still look
+dead. A miss is a beat that failed, or one that came more than two beats after the
+last (the client rides out a Redis restart by retrying, so a beat may just be late).
+A scan that Redis held up for longer than a beat is abandoned before it writes
+anything: what it read before the wait may be from before an outage.
 """
 
 from __future__ import annotations
@@ -29,14 +37,10 @@ import uuid
 import redis
 
 from shared.celery_app import UNACKED_INDEX_KEY, UNACKED_KEY
-from shared.lanes import served_lists
+from shared.job_data.keys import QueueKeys
 
 log = logging.getLogger(__name__)
 
-HEARTBEAT_PREFIX = "resq:worker:"  # a live worker's heartbeat key
-LOCK_PREFIX = "resq:orphan-scan-lock:"  # one orphan scan per beat and queue
-HELD_PREFIX = "resq:held:"  # job id -> delivery tag of the messages a worker holds
-REGISTRY_PREFIX = "resq:workers:"  # the workers of a queue (sorted set)
 LAPSE_FACTOR = 5  # a heartbeat lives this many beats
 
 def new_worker_id() -> str:
@@ -52,8 +56,13 @@ class Heartbeat:
         self.worker_id = worker_id
         self.interval = interval
         self.ttl_ms = int(interval * LAPSE_FACTOR * 1000)
-        self.registry_key = REGISTRY_PREFIX + queue
-        self.held_key = HELD_PREFIX + worker_id
+        self.keys = QueueKeys(queue)
+        self.registry_key = self.keys.workers
+        self.held_key = QueueKeys.held(worker_id)
+        # When this worker's unbroken run of beats began (None: its last beat failed),
+        # and when its last beat was stored.
+        self._beating_since: float | None = None
+        self._last_beat = float("-inf")
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -67,24 +76,27 @@ class Heartbeat:
     # --- the beat -------------------------------------------------------------------
     def beat(self) -> None:
         with self.client.pipeline(transaction=True) as pipe:
-            pipe.set(HEARTBEAT_PREFIX + self.worker_id, "1", px=self.ttl_ms)
+            pipe.set(QueueKeys.heartbeat(self.worker_id), "1", px=self.ttl_ms)
             pipe.zadd(self.registry_key, {self.worker_id: time.time()})
             pipe.pexpire(self.held_key, self.ttl_ms * 10)
             pipe.execute()
 
-    def live_workers(self) -> list[str]:
+    def live_workers(self, began: float | None = None) -> list[str] | None:
         """This queue's workers whose heartbeat lives; the records of the others are
-        removed."""
+        removed. None, and nothing removed, when the scan that `began` then (monotonic)
+        has been held up past a beat."""
         ids = [raw.decode() for raw in self.client.zrange(self.registry_key, 0, -1)]
         with self.client.pipeline(transaction=False) as pipe:
             for other in ids:
-                pipe.exists(HEARTBEAT_PREFIX + other)
+                pipe.exists(QueueKeys.heartbeat(other))
             alive = pipe.execute()
+        if self._held_up(began):
+            return None
         dead = [other for other, up in zip(ids, alive, strict=True) if not up]
         if dead:
             with self.client.pipeline(transaction=True) as pipe:
                 pipe.zrem(self.registry_key, *dead)
-                pipe.delete(*(HELD_PREFIX + other for other in dead))
+                pipe.delete(*(QueueKeys.held(other) for other in dead))
                 pipe.execute()
             log.warning("workers stopped beating: %s", ", ".join(dead))
         return [other for other, up in zip(ids, alive, strict=True) if up]
@@ -92,20 +104,23 @@ class Heartbeat:
     def recover_orphans(self, now: float | None = None) -> list[str]:
         """Hand back this queue's messages that were taken more than a lapse ago and
         that no live worker holds; returns their job ids."""
+        began = time.monotonic()
         now = time.time() if now is None else now
         lapse = self.ttl_ms / 1000
         taken = self.client.zrangebyscore(UNACKED_INDEX_KEY, "-inf", now - lapse)
         if not taken:
             return []
-        live = self.live_workers()
+        live = self.live_workers(began)
+        if live is None:
+            return []
         with self.client.pipeline(transaction=False) as pipe:
             for other in live:
-                pipe.hvals(HELD_PREFIX + other)
+                pipe.hvals(QueueKeys.held(other))
             held = {tag.decode() for tags in pipe.execute() for tag in tags}
         orphans = [tag.decode() for tag in taken if tag.decode() not in held]
-        if not orphans:
+        if not orphans or self._held_up(began):
             return []
-        handed, lists = [], served_lists(self.queue)
+        handed, lists = [], self.keys.lane_lists
         for tag, raw in zip(orphans, self.client.hmget(UNACKED_KEY, orphans), strict=True):
             try:
                 message, _exchange, routing_key = json.loads(raw)
@@ -121,21 +136,47 @@ class Heartbeat:
                         len(handed), handed)
         return handed
 
-    def scan(self) -> None:
-        """The orphan scan, by one worker of the queue per beat."""
-        if self.client.set(LOCK_PREFIX + self.queue, self.worker_id, nx=True,
+    def _held_up(self, began: float | None) -> bool:
+        """Whether a scan that began then has waited on Redis past a beat: its reads
+        may be from before an outage. It is abandoned, and the grace starts over."""
+        if began is None or time.monotonic() - began <= self.interval:
+            return False
+        log.warning("an orphan scan was held up %.1f s; abandoned",
+                    time.monotonic() - began)
+        self._beating_since = None
+        return True
+
+    def scan(self, now: float | None = None) -> None:
+        """The orphan scan, by one worker of the queue per beat, once this worker has
+        beaten without a miss for a lapse (the grace after an outage)."""
+        now = time.monotonic() if now is None else now
+        if self._beating_since is None or now - self._beating_since < self.ttl_ms / 1000:
+            return
+        if self.client.set(self.keys.orphan_scan_lock, self.worker_id, nx=True,
                            px=max(1, int(self.interval * 1000))):
             self.recover_orphans()
 
+    def _beat_in_run(self) -> None:
+        """A beat of the loop: it starts, continues or (failing) breaks the run."""
+        try:
+            self.beat()
+        except Exception:
+            self._beating_since = None
+            raise
+        now = time.monotonic()
+        if self._beating_since is None or now - self._last_beat > 2 * self.interval:
+            self._beating_since = now
+        self._last_beat = now
+
     def start(self) -> None:
-        self.beat()
+        self._beat_in_run()
         self._thread = threading.Thread(target=self._loop, name="heartbeat", daemon=True)
         self._thread.start()
 
     def _loop(self) -> None:
         while not self._stopping.wait(self.interval):
             try:
-                self.beat()
+                self._beat_in_run()
                 self.scan()
             except Exception as error:  # Redis away: beat again next time
                 log.warning("heartbeat failed: %s", error)
@@ -146,7 +187,7 @@ class Heartbeat:
         self._stopping.set()
         try:
             with self.client.pipeline(transaction=True) as pipe:
-                pipe.delete(HEARTBEAT_PREFIX + self.worker_id, self.held_key)
+                pipe.delete(QueueKeys.heartbeat(self.worker_id), self.held_key)
                 pipe.zrem(self.registry_key, self.worker_id)
                 pipe.execute()
         except redis.RedisError as error:

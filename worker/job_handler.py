@@ -9,7 +9,7 @@ import logging
 import time
 
 from shared.errors import BadImage, JobKilledWorker
-from shared.job_records import JobRecords
+from shared.job_data.records import JobRecords
 from worker import metrics
 from worker.classifier import Classifier
 

@@ -77,9 +77,9 @@ def batch_ran(size: int, preprocess_seconds: float, inference_seconds: float) ->
     INFERENCE.observe(inference_seconds)
 
 
-def register(client: redis.Redis, queue: str, inflight_key: str) -> None:
+def register(client: redis.Redis, queue: str) -> None:
     """Every series at its start, and the queue's and the pod's gauges (served by
     `worker.health` with `/healthz`)."""
     initialise()
-    REGISTRY.register(QueueCollector(client, queue, inflight_key))
+    REGISTRY.register(QueueCollector(client, queue))
     REGISTRY.register(CapacityCollector())

@@ -6,15 +6,17 @@ its socket buffer) takes the message with it, and neither the visibility timeout
 nor the heartbeat (`worker.heartbeat`) can bring back what was never recorded.
 Such a job is still `queued`, and its message is nowhere.
 
-The job store indexes every sent, unfinished job (`resq:inflight:<queue>`, scored
-by when its message was last sent). Each sweep, under a per-queue lock, reads at
-most `batch` of the jobs last sent more than `stale_after` seconds ago (the oldest
-first), keeps those still `queued` and not unacked, and looks for them in the
-queue from its tail, where the oldest messages wait (the queue is first in,
-first out): a page at a time, stopping as soon as each is found, or as soon as it
-has passed messages sent well after one of them, which proves that one gone. So a
-sweep reads about `batch` messages however long the queue is. A lost job's
-message is sent again (`JobStore.resend`).
+The job store indexes every accepted, unfinished job (`resq:inflight:<queue>`,
+scored by when it was accepted or its message last sent), from the create script on:
+a job whose message never left (its web process killed between the create and the
+send, or the create's reply lost) is indexed too, and is found here like a lost one.
+Each sweep, under a per-queue lock, reads at most `batch` of the jobs last sent more
+than `stale_after` seconds ago (the oldest first), keeps those still `queued` and
+not unacked, and looks for them in the queue from its tail, where the oldest
+messages wait (the queue is first in, first out): a page at a time, stopping as soon
+as each is found, or as soon as it has passed messages sent well after one of them,
+which proves that one gone. So a sweep reads about `batch` messages however long the
+queue is. A lost job's message is sent again (`JobStore.resend`).
 
 The lock is fenced: each re-send first claims its job in one Lua step that checks
 the lock still holds this sweep's token and that the job is still stale, and moves
@@ -22,6 +24,12 @@ it forward in the index. Two sweeps that overlap (one paused past its lock) neve
 re-send the same job twice. A job sent twice anyway (found in transit) is
 harmless: a message of a job that has ended is dropped unrun, and a job's first
 end is its only one.
+
+The same thread, under the same lock, keeps the job data in shape (`housekeeping`):
+it drops the oldest ended jobs while Redis is over its memory line and clears
+expired ones off their list (`shared.job_data.budget`), and every
+`reconcile_interval` seconds it recomputes the counts from the records
+(`shared.job_data.reconcile`).
 """
 
 from __future__ import annotations
@@ -38,14 +46,14 @@ import redis
 from shared.api_models import JobStatus
 from shared.celery_app import UNACKED_KEY
 from shared.errors import JobExpired
-from shared.job_records import RECORD_PREFIX
-from shared.job_store import JobStore
+from shared.job_data.keys import QueueKeys
+from shared.job_data.reconcile import Reconciler
+from shared.job_data.store import JobStore
 from shared.lanes import Lane, lane_list
 from worker import metrics
 
 log = logging.getLogger(__name__)
 
-LOCK_PREFIX = "resq:sweeper-lock:"  # one sweeper at a time per queue
 PAGE = 200  # messages read from the queue at a time
 MAX_PAGES = 50  # at most this many pages a sweep; the rest waits for the next sweep
 # A message sent this long after a missing job's last send proves that job is not
@@ -88,7 +96,7 @@ def _queued_message(raw: bytes | str) -> tuple[str, float] | None:
 
 class LostJobSweeper:
     def __init__(self, client: redis.Redis, store: JobStore, *, stale_after: float,
-                 interval: float, batch: int = 100):
+                 interval: float, batch: int = 100, reconcile_interval: float = 60.0):
         self.client = client
         self.store = store
         self.records = store.records
@@ -96,7 +104,10 @@ class LostJobSweeper:
         self.stale_after = stale_after
         self.interval = interval
         self.batch = batch
-        self.lock_key = LOCK_PREFIX + self.queue
+        self.lock_key = QueueKeys(self.queue).sweeper_lock
+        self.reconciler = Reconciler(client, self.queue)
+        self.reconcile_interval = reconcile_interval
+        self._reconciled_at = float("-inf")
         self.lock_ms = max(1000, int(interval * 3000))
         self._claim = client.register_script(_CLAIM)
         self._renew = client.register_script(_RENEW)
@@ -110,7 +121,9 @@ class LostJobSweeper:
         if not self.client.set(self.lock_key, token, nx=True, px=self.lock_ms):
             return []
         try:
-            return self._sweep(token, time.time() if now is None else now)
+            resent = self._sweep(token, time.time() if now is None else now)
+            self.housekeeping()
+            return resent
         finally:
             self.client.eval("if redis.call('GET', KEYS[1]) == ARGV[1] then "
                              "return redis.call('DEL', KEYS[1]) end return 0",
@@ -125,8 +138,10 @@ class LostJobSweeper:
         ids = [raw.decode() for raw in stale]
         with self.client.pipeline(transaction=False) as pipe:
             for job_id in ids:
-                pipe.hmget(RECORD_PREFIX + job_id, "status", "lane", "deadline_at")
-            found = pipe.execute()
+                pipe.hmget(QueueKeys.record(job_id), "status", "lane", "deadline_at")
+            # An ended job's record is its final JSON, not a hash: WRONGTYPE, as ended.
+            found = [(None, None, None) if isinstance(reply, redis.ResponseError) else reply
+                     for reply in pipe.execute(raise_on_error=False)]
         missing: dict[str, float] = {}
         lanes: dict[str, str] = {}
         for job_id, (status, lane, deadline_at) in zip(ids, found, strict=True):
@@ -159,6 +174,20 @@ class LostJobSweeper:
         if resent:
             log.warning("re-sent %d jobs whose message was lost: %s", len(resent), resent)
         return resent
+
+    def housekeeping(self, now: float | None = None) -> None:
+        """Make room in Redis if ends alone filled it, and reconcile the counts when
+        one is due (the caller holds the sweeper's lock)."""
+        dropped, _ = self.store.budget.trim()
+        if dropped:
+            log.warning("dropped %d ended jobs' results to keep Redis under its memory line",
+                        dropped)
+        now = time.monotonic() if now is None else now
+        if now - self._reconciled_at >= self.reconcile_interval:
+            self._reconciled_at = now
+            corrected = self.reconciler.reconcile()
+            if corrected:
+                log.warning("the job counts had drifted and are corrected: %s", corrected)
 
     def _not_in_queue(self, queue: str, missing: dict[str, float], token: str) -> list[str]:
         """Of `missing` (job id -> when last sent), those not in the list `queue`,

@@ -88,7 +88,14 @@ class WorkerSettings(CommonSettings):
     worker_heartbeat_seconds: float = Field(2.0, gt=0, le=60)
     """How often a worker renews its heartbeat. A worker silent for 5 times this is
     dead: the jobs it held are delivered again at once (within about 6 times this),
-    whatever `VISIBILITY_TIMEOUT_SECONDS` says."""
+    whatever `VISIBILITY_TIMEOUT_SECONDS` says. After a Redis outage, workers wait
+    out a lapse of their own beats before they judge others dead."""
+
+    reconcile_interval_seconds: float = Field(60.0, gt=0, le=86_400)
+    """How often a worker of the queue recomputes the job counts (the bytes of waiting
+    images, each key's queued jobs) from the records and corrects any drift
+    (`resq_counter_corrections_total`). One script over the open jobs: about a
+    millisecond per thousand."""
 
     job_max_attempts: int = Field(3, ge=1, le=100)
     """Times a job's worker may die while the job's batch runs (a crash, an OOM

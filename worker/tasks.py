@@ -1,5 +1,5 @@
 """The worker's task, thin: the job store says whether the job's message is to run
-(`shared.job_store.Start`, with its image, crash count and lane), `JobHandler` runs
+(`shared.job_data.store.Start`, with its image, crash count and lane), `JobHandler` runs
 it, and the store ends the job with its result or error (a job past its deadline
 ends `expired` unread). The task itself never fails: every outcome is the job's,
 and the message is acknowledged once the job's end is stored."""
@@ -12,7 +12,8 @@ from celery import Task
 
 from shared.celery_app import CLASSIFY_TASK
 from shared.errors import InferenceFailed, JobExpired, ResqError
-from shared.job_store import JobStore, Start
+from shared.job_data.lua import Start
+from shared.job_data.store import JobStore
 from worker import metrics
 from worker.job_handler import JobHandler
 from worker.runtime import load_classifier

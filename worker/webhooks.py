@@ -31,10 +31,11 @@ from http.client import HTTPException
 from urllib3.exceptions import HTTPError
 
 from shared.errors import BadUrl
-from shared.job_store import JobStore, job_view
+from shared.job_data.outbox import Delivery
+from shared.job_data.records import parse_record
+from shared.job_data.store import JobStore, job_view
 from shared.pinned_http import Deadline, DeadlineExceeded, pinned_request
 from shared.url_guard import AddressPolicy, Resolver, resolve
-from shared.webhook_outbox import Delivery
 from worker import metrics
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,10 @@ class WebhookSender:
         """True once delivered; False when there is nothing to deliver (the job
         expired) or the guard refuses the address (no retry helps); raises
         `DeliveryFailed` otherwise."""
-        record = self.store.record(delivery.job_id)
+        # The job as it was at the event, written with the delivery (a delivery from
+        # before bodies were kept reads the record as it is now).
+        record = (parse_record(delivery.job_id, delivery.body) if delivery.body
+                  else self.store.record(delivery.job_id))
         if record is None:
             return False
         body = job_view(record).model_dump_json().encode()

@@ -36,8 +36,8 @@ def test_a_trickling_image_server_is_cut_off_at_the_deadline(phase):
 @pytest.mark.parametrize("phase", ["headers", "body"])
 def test_a_trickling_webhook_receiver_is_cut_off_at_the_deadline(phase):
     from shared.api_models import JobStatus
-    from shared.job_records import JobRecord
-    from shared.webhook_outbox import Delivery
+    from shared.job_data.outbox import Delivery
+    from shared.job_data.records import JobRecord
 
     class OneJob:  # the store's read, for one finished job (no Redis needed here)
         def record(self, job_id):

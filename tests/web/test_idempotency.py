@@ -88,3 +88,26 @@ def test_concurrent_twins_make_one_job(idle_settings):
         for thread in threads:
             thread.join()
     assert len(ids) == 8 and len(set(ids)) == 1
+
+
+def test_every_option_of_the_request_is_part_of_it(redis_url):
+    """The same key with any option changed is another request: 409, never the old
+    job (deadline_seconds and webhook_events used to be left out and replayed)."""
+    settings = make_settings(redis_url, queue_name=f"idle-{uuid.uuid4().hex[:8]}",
+                             webhook_secret="whsec-test-0123456789")
+    webhook = "http://127.0.0.1:9/hook"
+    key = str(uuid.uuid4())
+    base = f"?webhook={webhook}"
+    with running_app(settings) as app:
+        client = app.test_client()
+        first = client.post(f"/jobs{base}", data=jpeg(64, 48), content_type="image/jpeg",
+                            headers={"Idempotency-Key": key})
+        assert first.status_code == 202, first.get_json()
+        for changed in ("&deadline_seconds=30", "&webhook_events=started,completed",
+                        "&top_k=3", "&webhook_events=started"):
+            again = client.post(f"/jobs{base}{changed}", data=jpeg(64, 48),
+                                content_type="image/jpeg", headers={"Idempotency-Key": key})
+            assert again.status_code == 409, (changed, again.get_json())
+        same = client.post(f"/jobs{base}", data=jpeg(64, 48), content_type="image/jpeg",
+                           headers={"Idempotency-Key": key})
+        assert same.get_json()["id"] == first.get_json()["id"]

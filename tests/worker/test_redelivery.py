@@ -9,7 +9,8 @@ import redis
 
 from bench.stack import await_condition
 from shared.celery_app import make_celery
-from shared.job_store import JobStore
+from shared.job_data.keys import QueueKeys
+from shared.job_data.store import JobStore
 from tests.conftest import running_app
 from tests.support.images import jpeg
 from worker.redelivery import LostJobSweeper
@@ -24,7 +25,6 @@ def test_sweeper_resends_only_lost_unfinished_jobs(idle_settings):
     client = redis.Redis.from_url(idle_settings.redis_url)
     store = JobStore(client, make_celery(idle_settings), queue=queue,
                      ttl_seconds=idle_settings.result_ttl_seconds)
-    records = store.records
     with running_app(idle_settings) as app:
         web = app.test_client()
         lost, waiting, finished = (web.post("/jobs", data=jpeg(), content_type="image/jpeg")
@@ -43,7 +43,8 @@ def test_sweeper_resends_only_lost_unfinished_jobs(idle_settings):
     assert sweeper.sweep_once(now=time.time()) == []  # nothing is stale yet
     assert sweeper.sweep_once(now=time.time() + 120) == [lost]
     assert sorted(queued_ids(client, queue)) == sorted([lost, waiting])
-    assert records.stale_inflight(time.time() + 1000) == [waiting, lost]  # finished forgotten
+    open_jobs = [raw.decode() for raw in client.zrange(store.keys.inflight, 0, -1)]
+    assert open_jobs == [waiting, lost]  # finished forgotten; lost moved on by its re-send
     # A second sweep finds the re-sent message in the queue and sends nothing more.
     assert sweeper.sweep_once(now=time.time() + 1000) == []
     assert sorted(queued_ids(client, queue)) == sorted([lost, waiting])
@@ -52,8 +53,6 @@ def test_sweeper_resends_only_lost_unfinished_jobs(idle_settings):
 def test_a_sweeper_of_another_queue_does_not_hold_this_queues_sweep(idle_settings):
     """The sweep lock is per queue: a busy sweeper elsewhere on the same Redis (a
     second deployment, or the test session's own worker) never starves this one."""
-    from worker.redelivery import LOCK_PREFIX
-
     queue = idle_settings.queue_name
     client = redis.Redis.from_url(idle_settings.redis_url)
     store = JobStore(client, make_celery(idle_settings), queue=queue,
@@ -62,14 +61,15 @@ def test_a_sweeper_of_another_queue_does_not_hold_this_queues_sweep(idle_setting
         lost = app.test_client().post("/jobs", data=jpeg(), content_type="image/jpeg") \
             .get_json()["id"]
     client.delete(queue)  # the message vanishes
-    client.set(LOCK_PREFIX + "some-other-queue", "1", ex=60)  # another queue's sweeper
+    other_lock = QueueKeys("some-other-queue").sweeper_lock
+    client.set(other_lock, "1", ex=60)  # another queue's sweeper
     sweeper = LostJobSweeper(client, store, stale_after=0, interval=0.2)
     sweeper.start()
     try:
         await_condition(lambda: queued_ids(client, queue) == [lost], 10, "the sweep")
     finally:
         sweeper.stop()
-        client.delete(LOCK_PREFIX + "some-other-queue")
+        client.delete(other_lock)
     assert queued_ids(client, queue) == [lost]
 
 

@@ -15,14 +15,15 @@ import redis
 
 from bench.stack import await_condition, free_port, start_redis
 from shared.celery_app import make_celery
-from shared.job_records import RECORD_PREFIX
-from shared.job_store import JobStore
+from shared.job_data.keys import QueueKeys
+from shared.job_data.store import JobStore
 from tests.conftest import make_settings
-from worker.redelivery import LOCK_PREFIX, LostJobSweeper
+from worker.redelivery import LostJobSweeper
 
 QUEUED = 100_000
 LOST = 3
 QUEUE = "cost"
+LOCK = QueueKeys(QUEUE).sweeper_lock
 
 
 @pytest.fixture(scope="module")
@@ -39,14 +40,14 @@ def backlog(tmp_path_factory):
     # One real message, as kombu wrote it, is the template of the others.
     store.create("template", top_k=5, form="raw", image=b"x")
     template = json.loads(client.rpop(QUEUE))
-    client.delete(RECORD_PREFIX + "template")
+    client.delete(QueueKeys.record("template"))
     start = time.time() - 3600  # accepted an hour ago: every job is stale
     lost = [f"lost-{n}" for n in range(LOST)]
     waiting = [str(uuid.uuid4()) for _ in range(QUEUED)]
     with client.pipeline(transaction=False) as pipe:
         for n, job_id in enumerate(lost + waiting):
             accepted = start + n * 0.01  # first in, first out: the lost were taken first
-            pipe.hset(RECORD_PREFIX + job_id, mapping={
+            pipe.hset(QueueKeys.record(job_id), mapping={
                 "created_at": repr(accepted), "top_k": 5, "form": "raw", "status": "queued",
                 "owner": "", "webhook": "", "bytes": 1})
             pipe.zadd(store.records.inflight_key, {job_id: accepted})
@@ -88,14 +89,14 @@ def test_a_sweep_reads_a_page_of_a_100000_job_queue_and_finds_the_lost(backlog):
 def test_a_sweep_whose_lock_passed_to_another_resends_nothing(backlog):
     client, store, _ = backlog
     gone = "lost-late"
-    client.hset(RECORD_PREFIX + gone, mapping={"created_at": "1", "top_k": 5, "form": "raw",
-                                               "status": "queued", "bytes": 1})
+    client.hset(QueueKeys.record(gone), mapping={"created_at": "1", "top_k": 5, "form": "raw",
+                                                 "status": "queued", "bytes": 1})
     client.zadd(store.records.inflight_key, {gone: 1})  # the oldest of all, message lost
     sweeper = LostJobSweeper(client, store, stale_after=120, interval=10)
-    client.set(LOCK_PREFIX + QUEUE, "another sweep's token", px=10_000)
+    client.set(LOCK, "another sweep's token", px=10_000)
     length = client.llen(QUEUE)
     assert sweeper._sweep("this sweep's token (expired)", time.time()) == []
     assert client.llen(QUEUE) == length  # nothing sent
-    client.delete(LOCK_PREFIX + QUEUE)
+    client.delete(LOCK)
     assert sweeper.sweep_once() == [gone]
     assert client.llen(QUEUE) == length + 1

@@ -107,9 +107,8 @@ def _submit_many(submissions, key, wait: float, from_prefer: bool):
         raise InvalidField("Idempotency-Key: send one image per request to use a key",
                            details=[{"field": "Idempotency-Key",
                                      "message": "one image per request"}])
-    jobs = [_service().submit(submission, g.owner, interactive=wait > 0,
-                              quota_key=_quota_key())[0]
-            for submission in submissions]
+    jobs = _service().submit_many(submissions, g.owner, interactive=wait > 0,
+                                  quota_key=_quota_key())
     jobs, waited = _await(jobs, wait)
     status = 200 if all(job.status.is_terminal() for job in jobs) else 202
     response = jsonify(JobList(jobs=jobs).model_dump(mode="json"))

@@ -1,8 +1,12 @@
 """The webhook outbox in Redis: deliveries due, scored by when (`resq:outbox:<queue>`),
-one hash per delivery (`resq:delivery:<id>`: job id, URL, attempts, event). A job's
-finish (or first start) script writes its delivery here, in the same step that ends
-the job (`shared.redis_scripts`); the worker's dispatcher (`worker.webhooks`) claims
-due deliveries under a lease, so a dispatcher that dies lets its claim come due again."""
+one hash per delivery (`resq:delivery:<id>`: job id, URL, attempts, event, and the
+body: the job as it was at the event). A job's finish (or first start) script writes
+its delivery here, in the same step that ends (or starts) the job
+(`shared.job_data.store`), so a delivery needs nothing else: the job's record may be
+dropped or expire before it is sent. The worker's dispatcher (`worker.webhooks`)
+claims due deliveries under a lease, so a dispatcher that dies lets its claim come
+due again. Deliveries are never dropped to make room; they expire with the result
+TTL."""
 
 from __future__ import annotations
 
@@ -11,8 +15,7 @@ from dataclasses import dataclass
 
 import redis
 
-OUTBOX_PREFIX = "resq:outbox:"  # webhook deliveries due, scored by when
-DELIVERY_PREFIX = "resq:delivery:"  # one hash per delivery: job id, URL, attempts
+from shared.job_data.keys import QueueKeys
 
 CLAIM = """
 -- KEYS: outbox; ARGV: now, lease seconds. The first due delivery, leased until
@@ -31,12 +34,14 @@ class Delivery:
     url: str
     attempts: int
     event: str = "completed"  # or "started" (`webhook_events`)
+    body: bytes = b""  # the job as it was at the event (JSON, without its id)
 
 
 class WebhookOutbox:
     def __init__(self, client: redis.Redis, queue: str):
         self.client = client
-        self.outbox_key = OUTBOX_PREFIX + queue
+        self.keys = QueueKeys(queue)
+        self.outbox_key = self.keys.outbox
         self._claim = client.register_script(CLAIM)
 
     def claim(self, lease_seconds: float) -> Delivery | None:
@@ -45,24 +50,25 @@ class WebhookOutbox:
         if not delivery_id:
             return None
         delivery_id = delivery_id.decode()
-        fields = self.client.hgetall(DELIVERY_PREFIX + delivery_id)
+        fields = self.client.hgetall(self.keys.delivery(delivery_id))
         if not fields:  # expired with its job: nothing left to send
             self.client.zrem(self.outbox_key, delivery_id)
             return None
         return Delivery(id=delivery_id, job_id=fields[b"job_id"].decode(),
                         url=fields[b"url"].decode(), attempts=int(fields[b"attempts"]),
-                        event="started" if fields.get(b"event") == b"started" else "completed")
+                        event="started" if fields.get(b"event") == b"started" else "completed",
+                        body=fields.get(b"body", b""))
 
     def done(self, delivery: Delivery) -> None:
         """Delivered, or given up: the delivery leaves the outbox."""
         with self.client.pipeline(transaction=True) as pipe:
             pipe.zrem(self.outbox_key, delivery.id)
-            pipe.delete(DELIVERY_PREFIX + delivery.id)
+            pipe.delete(self.keys.delivery(delivery.id))
             pipe.execute()
 
     def failed(self, delivery: Delivery, retry_in: float) -> None:
         """Try the delivery again in `retry_in` seconds."""
         with self.client.pipeline(transaction=True) as pipe:
-            pipe.hincrby(DELIVERY_PREFIX + delivery.id, "attempts", 1)
+            pipe.hincrby(self.keys.delivery(delivery.id), "attempts", 1)
             pipe.zadd(self.outbox_key, {delivery.id: time.time() + retry_in})
             pipe.execute()
