@@ -14,8 +14,9 @@ follow always complete: a full Redis can still start, end, cancel and discard jo
 from __future__ import annotations
 
 from enum import Enum
+from typing import get_args
 
-from shared.api_models import JobStatus
+from shared.api_models import JobStatus, WebhookEvent
 from shared.job_data.keys import QueueKeys
 
 
@@ -34,6 +35,7 @@ def _locals(pairs: dict[str, str]) -> str:
 
 PRELUDE = _locals({
     **{status.name: status.value for status in JobStatus},
+    **{f"ON_{event.upper()}": event for event in get_args(WebhookEvent)},
     "START_TERMINAL": Start.TERMINAL.value, "START_EXPIRED": Start.EXPIRED.value,
     "RECORD_PREFIX": QueueKeys.record(""),
 }) + """
@@ -66,7 +68,7 @@ ENQUEUE_WEBHOOK = """
 local function enqueue_webhook(outbox, delivery, delivery_id, job_id, url, events, event,
                                body, now, ttl)
   if not url or url == '' then return end
-  if not string.find(',' .. (events or 'completed') .. ',', ',' .. event .. ',', 1, true) then
+  if not string.find(',' .. (events or ON_COMPLETED) .. ',', ',' .. event .. ',', 1, true) then
     return
   end
   redis.call('HSET', delivery, 'job_id', job_id, 'url', url, 'attempts', 0, 'event', event,

@@ -121,12 +121,14 @@ class JobRecords:
 
     def get_many(self, ids: list[str]) -> list[JobRecord | None]:
         """The records of `ids`, in one round trip. Each is read both ways, as a live
-        job's hash and as an ended job's string, in one transaction (MULTI: both reads
-        see the same moment); the read of the other type fails with WRONGTYPE. Plain
-        reads, not a script: they pass where writes wait (a replica, CLIENT PAUSE)."""
+        job's hash and then as an ended job's string; the read of the other type fails
+        with WRONGTYPE. A record changes type once, from hash to string, so where both
+        reads succeed the job ended between them and the string is the truth. Plain
+        reads, neither a script nor MULTI: they pass where writes may not (Redis at its
+        maxmemory refuses a MULTI, CLIENT PAUSE WRITE holds scripts, a replica)."""
         if not ids:
             return []
-        with self.client.pipeline(transaction=True) as pipe:
+        with self.client.pipeline(transaction=False) as pipe:
             for job_id in ids:
                 pipe.hgetall(self.keys.record(job_id))
                 pipe.get(self.keys.record(job_id))

@@ -136,7 +136,7 @@ if status == QUEUED then
   if deadline > 0 and tonumber(ARGV[2]) > deadline then return {START_EXPIRED} end
   redis.call('HDEL', KEYS[1], 'status', 'deadline_at', 'quota')  -- frees first
   leave_queued(f[3])
-  enqueue_webhook(KEYS[3], KEYS[4], ARGV[4], ARGV[5], f[4], f[5], 'started',
+  enqueue_webhook(KEYS[3], KEYS[4], ARGV[4], ARGV[5], f[4], f[5], ON_STARTED,
                   job_json(STARTED, f[6], f[7]), ARGV[2], ARGV[3])
 elseif status == STARTED then
   redis.call('HDEL', KEYS[1], 'status')  -- frees first
@@ -171,7 +171,7 @@ if f[9] then kept = kept .. ',"worker":' .. cjson.encode(f[9]) end
 local ended = job_json(ARGV[2], f[2], f[3], kept)
 redis.call('SET', KEYS[1], ended, 'EX', ARGV[6])
 redis.call('RPUSH', KEYS[8], ARGV[1])
-enqueue_webhook(KEYS[5], KEYS[6], ARGV[7], ARGV[1], f[7], f[8], 'completed',
+enqueue_webhook(KEYS[5], KEYS[6], ARGV[7], ARGV[1], f[7], f[8], ON_COMPLETED,
                 job_json(ARGV[2], f[2], f[3], outcome), ARGV[5], ARGV[6])
 redis.call('PUBLISH', KEYS[7], ARGV[2])
 return 1
