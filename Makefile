@@ -23,7 +23,7 @@ PORT ?= 8000
 FLOWER_PORT ?= 5555
 export WEB_HOST PORT FLOWER_PORT
 
-.PHONY: help install run test test-fast lint bench fuzz clean
+.PHONY: help install run test test-fast lint bench soak fuzz clean
 
 help:
 	@echo "make run    start Redis, one worker, the web tier on :$(PORT) and Flower on :$(FLOWER_PORT)"
@@ -31,6 +31,7 @@ help:
 	@echo "make test-fast  unit and in-process tests only: no system tools (under 2 minutes)"
 	@echo "make lint   ruff over the whole tree"
 	@echo "make bench  measure the service (writes bench/results/latest.json and .png)"
+	@echo "make soak   20,000 jobs through an 8 MB Redis, then creates cut by kills (bench/results/soak.json)"
 	@echo "make fuzz   fuzz the HTTP API from its OpenAPI document (250 cases per operation)"
 
 $(STAMP):
@@ -131,6 +132,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench $(BENCH_ARGS)
+
+# Full speed past what Redis can keep, then web processes killed mid-create (bench/soak.py).
+soak: $(STAMP)
+	$(PY) -m bench.soak $(SOAK_ARGS)
 
 # The suite runs 25 cases per operation; this runs 250 (over 1000 in all).
 fuzz: $(STAMP)

@@ -53,7 +53,9 @@ class CommonSettings(BaseSettings):
     workers either way, and turns the workers' task events on only when this is true."""
 
     result_ttl_seconds: int = Field(86_400, ge=60)
-    """How long a job's record and result are kept; afterwards its id answers 404."""
+    """How long a job's record and result are kept; afterwards its id answers 404. As
+    long as Redis has room: when new work needs the memory, the oldest ended jobs go
+    first (404 `result_dropped`)."""
 
     visibility_timeout_seconds: int = Field(120, ge=1, le=86_400)
     """Seconds after which a job taken by a worker that vanished without a word

@@ -15,6 +15,7 @@ import logging
 import redis
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 
+from shared.api_models import JobStatus
 from shared.capacity import CapacityCollector
 from shared.errors import error_codes
 from shared.queue_metrics import QueueCollector
@@ -58,17 +59,19 @@ MODEL_INFO = Gauge("resq_model_info", "The model this worker runs (value 1)",
 def initialise() -> None:
     """Create each counter's known series at 0 (a ratio or a panel reads 0, not "no
     data", before the first event)."""
-    JOBS.labels(outcome="succeeded", code="")
+    JOBS.labels(outcome=JobStatus.SUCCEEDED.value, code="")
     for code in error_codes():
-        JOBS.labels(outcome="failed", code=code)
+        JOBS.labels(outcome=JobStatus.FAILED.value, code=code)
     for reason in ("terminal", "unknown", "ended_meanwhile"):
         MESSAGES_DROPPED.labels(reason=reason)
     for outcome in ("delivered", "retried", "gave_up", "refused"):
         WEBHOOKS.labels(outcome=outcome)
 
 
-def job_finished(outcome: str, code: str = "") -> None:
-    JOBS.labels(outcome=outcome, code=code).inc()
+def job_finished(code: str = "") -> None:
+    """A job this worker ended: `failed` with its error code, else `succeeded`."""
+    outcome = JobStatus.FAILED if code else JobStatus.SUCCEEDED
+    JOBS.labels(outcome=outcome.value, code=code).inc()
 
 
 def batch_ran(size: int, preprocess_seconds: float, inference_seconds: float) -> None:

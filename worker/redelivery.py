@@ -70,6 +70,7 @@ return 1
 """
 
 _RENEW = """
+-- KEYS: lock; ARGV: token, milliseconds. Extends the lock while this sweep holds it.
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
@@ -150,7 +151,7 @@ class LostJobSweeper:
             elif status.decode() == JobStatus.QUEUED.value:
                 if deadline_at and 0 < float(deadline_at) < now:
                     if self.store.expire(job_id):  # nobody took it in time: it never runs
-                        metrics.job_finished("failed", JobExpired.code)
+                        metrics.job_finished(JobExpired.code)
                     continue
                 missing[job_id] = stale[job_id.encode()]
                 lanes[job_id] = (lane or b"batch").decode()

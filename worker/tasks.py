@@ -54,7 +54,7 @@ class ClassifyTask(Task):
             # Counted, logged at debug only: a backlog of them is drained at hundreds a
             # second, and a log line each was a tenth of what one cost the worker.
             if store.expire(job_id):
-                metrics.job_finished("failed", JobExpired.code)
+                metrics.job_finished(JobExpired.code)
             log.debug("job %s was not started by its deadline; it ends expired", job_id,
                       extra={"job_id": job_id})
             return
@@ -76,7 +76,7 @@ class ClassifyTask(Task):
         else:
             outcome, ended = "", store.finish(job_id, result=result)
         if ended:
-            metrics.job_finished("failed" if outcome else "succeeded", outcome)
+            metrics.job_finished(outcome)
         else:  # cancelled meanwhile, or a duplicate finished first: nothing changes
             metrics.MESSAGES_DROPPED.labels(reason="ended_meanwhile").inc()
             log.info("job %s had ended meanwhile; this run's outcome is discarded", job_id,

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import redis
 
+from shared.api_models import WebhookEvent
 from shared.job_data.keys import QueueKeys
 
 CLAIM = """
@@ -33,7 +34,7 @@ class Delivery:
     job_id: str
     url: str
     attempts: int
-    event: str = "completed"  # or "started" (`webhook_events`)
+    event: WebhookEvent = "completed"
     body: bytes = b""  # the job as it was at the event (JSON, without its id)
 
 
@@ -56,7 +57,7 @@ class WebhookOutbox:
             return None
         return Delivery(id=delivery_id, job_id=fields[b"job_id"].decode(),
                         url=fields[b"url"].decode(), attempts=int(fields[b"attempts"]),
-                        event="started" if fields.get(b"event") == b"started" else "completed",
+                        event=fields.get(b"event", b"completed").decode(),
                         body=fields.get(b"body", b""))
 
     def done(self, delivery: Delivery) -> None:

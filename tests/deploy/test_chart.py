@@ -251,3 +251,26 @@ def test_redis_is_full_before_its_pod_is_and_admission_before_redis(renderer, tm
     assert limit.endswith("Gi") and maxmemory < int(limit[:-2]) * 1024**3
     settings = named(objects, "ConfigMap", "demo-resq-web-settings")["data"]
     assert int(settings["QUEUE_MAX_BYTES"]) < maxmemory * 0.75
+
+
+def test_the_results_of_the_most_workers_fit_redis_with_the_queue_full(renderer, tmp_path,
+                                                                       redis_url):
+    """The defaults agree with the benchmark's rate: RESULT_TTL_SECONDS of the results
+    of `worker.keda.maxReplicas` workers at their best fit beside a full queue, with a
+    margin (bytes per job measured on a real Redis: tests/support/sizing.py)."""
+    from tests.deploy.test_compose import parse_bytes
+    from tests.support.sizing import results_fit
+
+    objects, _ = render(renderer, {}, tmp_path)
+    args = named(objects, "StatefulSet", "demo-resq-redis")["spec"]["template"]["spec"][
+        "containers"][0]["args"]
+    web = named(objects, "ConfigMap", "demo-resq-web-settings")["data"]
+    worker = named(objects, "ConfigMap", "demo-resq-worker-settings")["data"]
+    scaled = next(o for o in objects if o["kind"] == "ScaledObject")
+    fits, said = results_fit(redis_url, maxmemory=parse_bytes(args[args.index("--maxmemory") + 1]),
+                             queue_max_bytes=int(web["QUEUE_MAX_BYTES"]),
+                             queue_max_length=int(web.get("QUEUE_MAX_LENGTH", 10_000)),
+                             ttl_seconds=int(worker["RESULT_TTL_SECONDS"]),
+                             workers=scaled["spec"]["maxReplicaCount"])
+    print(f"\nchart: {said}")
+    assert fits, said

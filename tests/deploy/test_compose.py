@@ -83,6 +83,22 @@ def test_redis_is_full_before_its_container_is_and_admission_before_redis(servic
     assert int(services["web"]["environment"]["QUEUE_MAX_BYTES"]) < maxmemory * 0.75
 
 
+def test_an_hour_of_one_workers_results_fits_redis_with_the_queue_full(services, redis_url):
+    """The defaults agree with the benchmark's rate: RESULT_TTL_SECONDS of one worker's
+    results at its best fit beside a full queue, with a margin (bytes per job measured
+    on a real Redis: tests/support/sizing.py)."""
+    from tests.support.sizing import results_fit
+
+    env = services["worker"]["environment"]
+    args = services["redis"]["command"]
+    fits, said = results_fit(redis_url, maxmemory=parse_bytes(args[args.index("--maxmemory") + 1]),
+                             queue_max_bytes=int(services["web"]["environment"]["QUEUE_MAX_BYTES"]),
+                             queue_max_length=10_000, ttl_seconds=int(env["RESULT_TTL_SECONDS"]),
+                             workers=1)
+    print(f"\ncompose: {said}")
+    assert fits, said
+
+
 def parse_bytes(text: str) -> int:
     units = {"kb": 1024, "mb": 1024**2, "gb": 1024**3, "k": 1024, "m": 1024**2, "g": 1024**3}
     text = text.strip().lower()
