@@ -6,6 +6,7 @@ root, is what `make test` did on this project's fresh machines: docs/testing.md.
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -19,7 +20,7 @@ def bin_dir(tmp_path, *commands: str):
     directory = tmp_path / "bin"
     directory.mkdir()
     for command in commands:
-        found = subprocess.run(["which", command], capture_output=True, text=True).stdout.strip()
+        found = shutil.which(command)
         assert found, command
         (directory / command).symlink_to(found)
     return directory

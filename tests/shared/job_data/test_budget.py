@@ -58,19 +58,17 @@ def test_new_work_drops_the_oldest_results_and_never_live_jobs(small_redis):
 
 
 def test_the_trim_makes_room_when_ends_alone_fill_redis(small_redis):
-    """Jobs of a 1-byte image are admitted while there is room; their results, far
-    bigger, then take Redis past its line (an end frees before it writes, so it may
-    pass even maxmemory), and only the worker's trim can make room."""
+    """Ends take Redis past its line with no create to make room (here: jobs ended
+    without a limit, then a maxmemory just above what they hold, as when a worker's
+    results are bigger than the images it frees), and only the worker's trim can."""
     url, client = small_redis
-    client.config_set("maxmemory", "3mb")
     store = make_store(url)
-    jobs = [NewJob(new_job_id(), b"i") for _ in range(1200)]
-    for chunk in range(0, len(jobs), 100):
-        store.create_many(jobs[chunk:chunk + 100], top_k=20, form="raw")
-        client.delete(*store.keys.lane_lists)  # their messages, taken by workers
+    jobs = [NewJob(new_job_id(), b"i") for _ in range(500)]
+    store.create_many(jobs, top_k=20, form="raw")
     for job in jobs:
         store.start(job.id, "w")
         store.finish(job.id, result=BIG_RESULT)
+    client.config_set("maxmemory", int(client.info("memory")["used_memory"] / 0.95))
     assert over_the_line(client) and store.budget.dropped_total() == 0
     dropped, _ = store.budget.trim()
     assert dropped > 0 and store.record(jobs[0].id) is None and not over_the_line(client)
