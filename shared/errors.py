@@ -130,6 +130,13 @@ class BrokerUnavailable(Unavailable):
     default_message = "the job queue is unreachable; retry later"
 
 
+class NotReplicated(BrokerUnavailable):
+    code = "not_replicated"
+    default_retry_after = 2
+    default_message = ("the job store's replicas did not confirm the job in time (a "
+                       "failover may be under way); nothing was accepted, retry")
+
+
 class QueueFull(Unavailable):
     code = "queue_full"
     default_retry_after = 10

@@ -19,6 +19,7 @@ from collections.abc import Callable
 # Major versions each patch was written against: [first, last].
 GUNICORN_MAJORS = (23, 27)
 FLOWER_MAJORS = (2, 2)
+KOMBU_MAJORS = (5, 5)
 
 
 class PatchOutdated(RuntimeError):
@@ -66,6 +67,43 @@ def flower_metrics_behind_auth() -> None:
     if not getattr(Metrics.get, "_resq_authenticated", False):
         Metrics.get = web.authenticated(Metrics.get)
         Metrics.get._resq_authenticated = True
+
+
+def kombu_restore_after_its_connection_closed() -> None:
+    """When a worker's broker connection breaks (a Redis failover, a restart), Celery
+    closes it, and kombu's Redis channel, as it closes, hands its unacknowledged
+    messages back. It needs a client for that, which it builds from its transport's
+    connection; when that is already gone, kombu 5.7 raises AttributeError
+    ('NoneType' object has no attribute 'hostname'), which Celery takes for an
+    unrecoverable error: the worker dies on every failover. Then, those messages stay
+    where they are (kombu's `unacked`): kombu's visibility timeout or resq's heartbeat
+    (`worker.heartbeat`) hands them back, and a message of a job that has ended is
+    dropped unrun."""
+    import logging
+
+    import kombu
+    from kombu.transport import redis as kombu_redis
+
+    patch = "kombu's restore of unacked messages once its connection is gone"
+    _check_version("kombu", kombu.__version__, KOMBU_MAJORS, patch)
+    _check_parameters(kombu_redis.QoS.restore_unacked, ["self", "client"], patch)
+    original = kombu_redis.QoS.restore_unacked
+    if getattr(original, "_resq_guarded", False):
+        return
+
+    def restore_unacked(self, client=None):
+        channel = self.channel
+        if (client is None and channel._pool is None
+                and getattr(channel.connection, "client", None) is None):
+            logging.getLogger("worker.patches").warning(
+                "broker connection gone: %d unacknowledged messages are left for the "
+                "heartbeat or the visibility timeout to hand back", len(self._delivered))
+            return None
+        return original(self, client)
+
+    restore_unacked._resq_guarded = True
+    restore_unacked.__wrapped__ = original
+    kombu_redis.QoS.restore_unacked = restore_unacked
 
 
 def refuse_decompression_bombs() -> None:

@@ -1,10 +1,16 @@
-"""A Redis client with short timeouts, so a lost Redis fails fast instead of
-hanging a request; redis-py reconnects by itself once Redis is back.
+"""Every Redis client of every tier is made here (`RedisTarget`): the job store's,
+the rate limiter's, Celery's broker and result backend (and so Flower's), the
+heartbeat's and sweeper's, the metrics', `make run`'s checks. Redis is one server
+(`REDIS_URL`) or a primary found through Sentinel (`REDIS_SENTINELS`,
+`REDIS_SENTINEL_MASTER`): then each client asks the sentinels where the primary is,
+and after a failover finds the new one by itself (redis-py's `SentinelConnectionPool`,
+kombu's `sentinel://` transport, limits' `redis+sentinel://` storage).
 
-The web tier fails fast (a client gets 503 and retries). A worker holding jobs
-is patient instead (`ride_out_seconds`): a command that meets a Redis restart is
-retried until Redis is back, so a job in the middle of its run is not failed by a
-restart of a few seconds."""
+Short timeouts, so a lost Redis fails fast instead of hanging a request; clients
+reconnect by themselves once Redis is back. The web tier fails fast (a client gets
+503 and retries). A worker holding jobs is patient instead (`ride_out_seconds`): a
+command that meets a Redis restart or a failover is retried until Redis is back, so
+a job in the middle of its run is not failed by it."""
 
 from __future__ import annotations
 
@@ -12,39 +18,114 @@ import math
 import socket
 import sys
 import time
+from dataclasses import dataclass
+from urllib.parse import quote, urlsplit
 
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
+from redis.sentinel import Sentinel
 
-from shared.celery_app import REDIS_SOCKET_TIMEOUT
+from shared.settings import CommonSettings
 
+# Seconds the web tier waits for Redis before it answers 503; the worker retries
+# forever on its own (it has nothing better to do).
+REDIS_SOCKET_TIMEOUT = 2.0
 REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
-
-
 RETRY_CAP_SECONDS = 1.0
 
 
-def connect(url: str, *, ride_out_seconds: float = 0) -> redis.Redis:
-    options = {}
-    if ride_out_seconds > 0:
-        # Each retry waits up to RETRY_CAP_SECONDS (plus a refused connect, which is
-        # immediate, or a connect timeout): about `ride_out_seconds` in all.
-        options["retry"] = Retry(ExponentialWithJitterBackoff(cap=RETRY_CAP_SECONDS, base=0.05),
-                                 retries=math.ceil(ride_out_seconds / RETRY_CAP_SECONDS))
-    return redis.Redis.from_url(
-        url,
-        socket_timeout=REDIS_SOCKET_TIMEOUT,
-        socket_connect_timeout=REDIS_SOCKET_TIMEOUT,
-        health_check_interval=15,
-        retry_on_timeout=False,
-        **options,
-    )
+@dataclass(frozen=True)
+class RedisTarget:
+    """Where Redis is: `url` alone, or the primary that `sentinels` know as `master`
+    (then `url` gives only the primary's password and database number)."""
+
+    url: str
+    sentinels: tuple[tuple[str, int], ...] = ()
+    master: str = "resq"
+    sentinel_password: str = ""
+
+    @classmethod
+    def of(cls, settings: CommonSettings) -> RedisTarget:
+        return cls(settings.redis_url, tuple(settings.redis_sentinels),
+                   settings.redis_sentinel_master,
+                   settings.redis_sentinel_password.get_secret_value())
+
+    @property
+    def replicated(self) -> bool:
+        """Whether the primary has replicas that a failover may promote."""
+        return bool(self.sentinels)
+
+    @property
+    def _parts(self):
+        return urlsplit(self.url)
+
+    @property
+    def password(self) -> str | None:
+        return self._parts.password
+
+    @property
+    def db(self) -> int:
+        return int(self._parts.path.strip("/") or 0)
+
+    def _sentinel_kwargs(self) -> dict:
+        kwargs = {"socket_timeout": REDIS_SOCKET_TIMEOUT,
+                  "socket_connect_timeout": REDIS_SOCKET_TIMEOUT}
+        if self.sentinel_password:
+            kwargs["password"] = self.sentinel_password
+        return kwargs
+
+    def client(self, *, ride_out_seconds: float = 0,
+               timeout: float = REDIS_SOCKET_TIMEOUT) -> redis.Redis:
+        """A client of the primary: fails after `timeout`, or (with `ride_out_seconds`)
+        retries a lost connection for about that long."""
+        options = {"socket_timeout": timeout, "socket_connect_timeout": timeout,
+                   "health_check_interval": 15, "retry_on_timeout": False}
+        if ride_out_seconds > 0:
+            # Each retry waits up to RETRY_CAP_SECONDS (plus a refused connect, which
+            # is immediate, or a connect timeout): about `ride_out_seconds` in all.
+            options["retry"] = Retry(
+                ExponentialWithJitterBackoff(cap=RETRY_CAP_SECONDS, base=0.05),
+                retries=math.ceil(ride_out_seconds / RETRY_CAP_SECONDS))
+        if not self.sentinels:
+            return redis.Redis.from_url(self.url, **options)
+        sentinel = Sentinel(list(self.sentinels), sentinel_kwargs=self._sentinel_kwargs())
+        return sentinel.master_for(self.master, password=self.password, db=self.db, **options)
+
+    def celery_broker(self) -> tuple[str, dict]:
+        """Celery's broker (and result backend) URL, and what its transport options
+        add for it."""
+        if not self.sentinels:
+            return self.url, {}
+        auth = f":{quote(self.password, safe='')}@" if self.password else ""
+        url = ";".join(f"sentinel://{auth}{host}:{port}/{self.db}"
+                       for host, port in self.sentinels)
+        return url, {"master_name": self.master, "sentinel_kwargs": self._sentinel_kwargs()}
+
+    def limits_storage(self) -> tuple[str, dict]:
+        """The rate limiter's storage URI and options (the `limits` library's)."""
+        if not self.sentinels:
+            return self.url, {}
+        auth = f":{quote(self.password, safe='')}@" if self.password else ""
+        hosts = ",".join(f"{host}:{port}" for host, port in self.sentinels)
+        return (f"redis+sentinel://{auth}{hosts}/{self.master}",
+                {"sentinel_kwargs": self._sentinel_kwargs(), "use_replicas": False,
+                 "db": self.db})
 
 
-def wait_until_ready(url: str, timeout: float = 10.0) -> None:
-    """Block until Redis at `url` answers PING; raise `TimeoutError` after `timeout`."""
-    client = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
+def connect(target: RedisTarget | str, *, ride_out_seconds: float = 0) -> redis.Redis:
+    """A client of `target` (a plain URL is one server)."""
+    if isinstance(target, str):
+        target = RedisTarget(target)
+    return target.client(ride_out_seconds=ride_out_seconds)
+
+
+def wait_until_ready(target: RedisTarget | str, timeout: float = 10.0) -> None:
+    """Block until Redis (its primary, with sentinels) answers PING; raise
+    `TimeoutError` after `timeout`."""
+    if isinstance(target, str):
+        target = RedisTarget(target)
+    client = target.client(timeout=0.5)
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -52,7 +133,8 @@ def wait_until_ready(url: str, timeout: float = 10.0) -> None:
             return
         except REDIS_ERRORS:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"redis at {url} did not answer within {timeout:g} s") from None
+                raise TimeoutError(f"redis at {target.url} did not answer within "
+                                   f"{timeout:g} s") from None
             time.sleep(0.05)
         finally:
             client.close()
@@ -81,7 +163,7 @@ def private_port(preferred: int) -> int:
 
 def server_pid(url: str) -> int:
     """The process id of the Redis server that answers at `url`."""
-    client = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
+    client = RedisTarget(url).client(timeout=0.5)
     try:
         return int(client.info("server")["process_id"])
     finally:
@@ -91,9 +173,19 @@ def server_pid(url: str) -> int:
 def main(argv: list[str]) -> int:
     """`--wait URL [--pid PID]`: wait for Redis at URL, and check that it is the
     server with that process id (one `make run` started, not another that holds
-    the port). `--private-port PORT`: print PORT if free, else a free port."""
+    the port). `--wait`: wait for the Redis the settings name (`REDIS_URL`, or the
+    primary of `REDIS_SENTINELS`). `--private-port PORT`: print PORT if free, else a
+    free port."""
     if len(argv) == 2 and argv[0] == "--private-port":
         print(private_port(int(argv[1])))
+        return 0
+    if argv == ["--wait"]:
+        target = RedisTarget.of(CommonSettings.or_exit("resq"))
+        try:
+            wait_until_ready(target)
+        except TimeoutError as error:
+            print(f"resq: {error}", file=sys.stderr)
+            return 1
         return 0
     if len(argv) in (2, 4) and argv[0] == "--wait" and (len(argv) == 2 or argv[2] == "--pid"):
         url = argv[1]
@@ -107,7 +199,7 @@ def main(argv: list[str]) -> int:
                   f"{argv[3]}); another server holds the port. Not using it.", file=sys.stderr)
             return 1
         return 0
-    print("usage: python -m shared.redis_client --wait REDIS_URL [--pid PID]\n"
+    print("usage: python -m shared.redis_client --wait [REDIS_URL [--pid PID]]\n"
           "       python -m shared.redis_client --private-port PORT", file=sys.stderr)
     return 2
 

@@ -34,7 +34,30 @@ class CommonSettings(BaseSettings):
     )
 
     redis_url: str = "redis://localhost:6379/0"
-    """Redis used as the Celery broker, the result backend and the job records."""
+    """Redis used as the Celery broker, the result backend and the job records. With
+    `REDIS_SENTINELS`, only its password and database number are used: the sentinels
+    say where the primary is."""
+
+    redis_sentinels: Annotated[tuple[tuple[str, int], ...], NoDecode] = ()
+    """Comma-separated `host:port` of Redis Sentinels (`sentinel-0:26379,...`). Set,
+    every Redis client of every tier finds the primary through them and follows a
+    failover by itself; empty (the default), `REDIS_URL` is the one server."""
+
+    redis_sentinel_master: str = Field("resq", pattern=r"^[A-Za-z0-9_.-]{1,100}$")
+    """The name the sentinels monitor the primary under."""
+
+    redis_sentinel_password: SecretStr = SecretStr("")
+    """Password of the sentinels themselves (empty: none), apart from the primary's,
+    which `REDIS_URL` carries."""
+
+    redis_replica_acks: int = Field(1, ge=0, le=10)
+    """With `REDIS_SENTINELS`: replicas that must hold a job's creation or its end
+    (Redis `WAIT`) before it is answered, so that a 202 survives the primary's
+    death. No acknowledgement within `REDIS_REPLICA_ACK_SECONDS`: the create is
+    undone and answered 503. 0 answers as soon as the primary has it."""
+
+    redis_replica_ack_seconds: float = Field(1.0, gt=0, le=30)
+    """How long a create or an end waits for `REDIS_REPLICA_ACKS` replicas."""
 
     queue_name: str = Field("resq", pattern=r"^[A-Za-z0-9_.:-]{1,100}$")
     """Celery queue the web tier enqueues to and the workers consume. It is also the
@@ -94,6 +117,19 @@ class CommonSettings(BaseSettings):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value
 
+    @field_validator("redis_sentinels", mode="before")
+    @classmethod
+    def _sentinels(cls, value):
+        if not isinstance(value, str):
+            return value
+        found = []
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            host, sep, port = item.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{item!r} is not host:port")
+            found.append((host.strip("[]"), int(port)))
+        return tuple(found)
+
     @field_validator("url_fetch_allow_networks", mode="before")
     @classmethod
     def _networks(cls, value):
@@ -144,7 +180,7 @@ def _current(cls: type[T]) -> T:
 
 
 # Settings whose values never appear in an error message.
-SECRET_FIELDS = {"api_keys", "flower_basic_auth", "webhook_secret"}
+SECRET_FIELDS = {"api_keys", "flower_basic_auth", "webhook_secret", "redis_sentinel_password"}
 BAD_SETTINGS_EXIT = 2
 
 

@@ -11,7 +11,7 @@ from shared.celery_app import make_celery
 from shared.job_data.keys import QueueKeys
 from shared.patches import refuse_decompression_bombs
 from shared.queue_metrics import QueueCollector
-from shared.redis_client import connect
+from shared.redis_client import RedisTarget, connect
 from shared.url_guard import AddressPolicy
 from web import metrics
 from web.auth import ApiKeys
@@ -48,7 +48,8 @@ def create_app(settings: WebSettings | None = None) -> Flask:
     app.json.sort_keys = False  # fields in the order the models declare them
     logging.getLogger("web").setLevel(settings.log_level)
 
-    client = connect(settings.redis_url)
+    redis = RedisTarget.of(settings)
+    client = connect(redis)
     keys = ApiKeys(settings.api_keys.get_secret_value())
     built = Services(
         settings=settings,
@@ -69,7 +70,7 @@ def create_app(settings: WebSettings | None = None) -> Flask:
         openapi=build_openapi(__version__),
     )
     built.install(app)
-    install_rate_limits(app, jobs.bp, settings.rate_limit, settings.redis_url,
+    install_rate_limits(app, jobs.bp, settings.rate_limit, redis,
                         QueueKeys(settings.queue_name).rate_limits, keys)
 
     for blueprint in (jobs.bp, probes.bp, scaling.bp, docs.bp, page.bp):

@@ -16,7 +16,7 @@ from kombu.exceptions import OperationalError
 from shared.api_models import Job
 from shared.errors import BrokerUnavailable, JobNotFound, ResultDropped
 from shared.job_data.records import new_job_id
-from shared.job_data.store import JobStore, NewJob, job_view
+from shared.job_data.store import JobStore, NewJob, ReplicaAcks, job_view
 from shared.lanes import Lane
 from shared.redis_client import REDIS_ERRORS
 from web import metrics
@@ -56,7 +56,8 @@ class JobService:
         self.celery = celery
         self.client = client
         self.store = JobStore(client, celery, queue=settings.queue_name,
-                              ttl_seconds=settings.result_ttl_seconds)
+                              ttl_seconds=settings.result_ttl_seconds,
+                              acks=ReplicaAcks.of(settings))
         self.waiter = waiter
         self.idempotency = IdempotencyStore(client, settings.result_ttl_seconds)
 

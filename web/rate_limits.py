@@ -14,6 +14,7 @@ from flask_limiter import Limiter
 from flask_limiter.errors import RateLimitExceeded
 
 from shared.errors import RateLimited
+from shared.redis_client import RedisTarget
 from web.auth import ApiKeys
 
 
@@ -43,7 +44,7 @@ def request_cost(keys: ApiKeys) -> int:
         return 1
 
 
-def install_rate_limits(app: Flask, blueprint: Blueprint, limit: str, storage_uri: str,
+def install_rate_limits(app: Flask, blueprint: Blueprint, limit: str, redis: RedisTarget,
                         key_prefix: str,
                         keys: ApiKeys) -> Limiter | None:
     """Limit `blueprint`'s routes to `limit` (e.g. `50/second;1000/minute`); an
@@ -51,9 +52,11 @@ def install_rate_limits(app: Flask, blueprint: Blueprint, limit: str, storage_ur
     answer 503 on their own then)."""
     if not limit.strip():
         return None
+    storage_uri, storage_options = redis.limits_storage()
     limiter = Limiter(lambda: rate_key(keys), app=app, storage_uri=storage_uri,
-                      strategy="moving-window", swallow_errors=True, headers_enabled=False,
-                      key_prefix=key_prefix, default_limits=[])
+                      storage_options=storage_options, strategy="moving-window",
+                      swallow_errors=True, headers_enabled=False, key_prefix=key_prefix,
+                      default_limits=[])
     # One budget for all /jobs routes, charged per image.
     limiter.shared_limit(limit, scope="jobs", cost=lambda: request_cost(keys))(blueprint)
     app.extensions["resq.limiter"] = limiter

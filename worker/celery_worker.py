@@ -12,8 +12,8 @@ from celery.signals import setup_logging, task_postrun, task_received, worker_in
 
 from shared import log_format
 from shared.celery_app import make_celery
-from shared.job_data.store import JobStore
-from shared.redis_client import connect
+from shared.job_data.store import JobStore, ReplicaAcks
+from shared.redis_client import RedisTarget, connect
 from shared.url_guard import AddressPolicy
 from worker import health, metrics
 from worker.health import Liveness
@@ -28,9 +28,10 @@ settings = WorkerSettings.current()
 app = make_celery(settings, store_retries=100)
 # Jobs in the middle of their run wait out a Redis restart rather than fail.
 REDIS_RIDE_OUT_SECONDS = 60
-client = connect(settings.redis_url, ride_out_seconds=REDIS_RIDE_OUT_SECONDS)
+redis_target = RedisTarget.of(settings)
+client = connect(redis_target, ride_out_seconds=REDIS_RIDE_OUT_SECONDS)
 store = JobStore(client, app, queue=settings.queue_name,
-                 ttl_seconds=settings.result_ttl_seconds)
+                 ttl_seconds=settings.result_ttl_seconds, acks=ReplicaAcks.of(settings))
 worker_id = new_worker_id()
 heartbeat = Heartbeat(client, settings.queue_name, worker_id,
                       interval=settings.worker_heartbeat_seconds)
@@ -89,7 +90,7 @@ def _stalled_seconds() -> float | None:
 @worker_init.connect
 def _load_model_before_consuming(**_):
     # Scrapes read the queue with a client that fails fast, not the patient one.
-    metrics.register(connect(settings.redis_url), settings.queue_name)
+    metrics.register(connect(redis_target), settings.queue_name)
     if settings.worker_metrics_port:
         health.serve(settings.worker_metrics_port, Liveness(_stalled_seconds,
                                                             settings.worker_stall_seconds))

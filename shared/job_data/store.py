@@ -44,6 +44,7 @@ from shared.celery_app import CLASSIFY_TASK
 from shared.errors import (
     JobCancelled,
     JobExpired,
+    NotReplicated,
     QueueFull,
     QuotaExceeded,
     ResqError,
@@ -56,6 +57,7 @@ from shared.job_data.lua import Start
 from shared.job_data.outbox import WebhookOutbox
 from shared.job_data.records import JobRecord, JobRecords
 from shared.lanes import Lane, lane_list
+from shared.settings import CommonSettings
 
 CREATE = lua.PRELUDE + lua.MAKE_ROOM + """
 -- KEYS: inflight index, queued-bytes, caller's counter (or '' without a quota),
@@ -178,6 +180,10 @@ return 1
 """
 
 
+# How long the primary's count of connected replicas is taken as it was last read.
+REPLICAS_RECHECK_SECONDS = 1.0
+
+
 @dataclass(frozen=True)
 class Started:
     """What `JobStore.start` found: whether to run the job and, when it is to run,
@@ -191,6 +197,24 @@ class Started:
 
 
 @dataclass(frozen=True)
+class ReplicaAcks:
+    """How many replicas must hold a create or an end before it counts (Redis `WAIT`,
+    on the connection that wrote it), and how long to wait for them: at most as many
+    as the primary has connected (a primary left alone by a failover, its replicas
+    gone, still takes work; it says so in `connected_slaves`)."""
+
+    replicas: int = 0
+    timeout_seconds: float = 1.0
+
+    @classmethod
+    def of(cls, settings: CommonSettings) -> ReplicaAcks:
+        """`REDIS_REPLICA_ACKS` where the primary has replicas (`REDIS_SENTINELS`)."""
+        if not settings.redis_sentinels:
+            return cls()
+        return cls(settings.redis_replica_acks, settings.redis_replica_ack_seconds)
+
+
+@dataclass(frozen=True)
 class NewJob:
     """One job of a create: its id and image (the options are the request's)."""
 
@@ -199,8 +223,11 @@ class NewJob:
 
 
 class JobStore:
-    def __init__(self, client: redis.Redis, celery: Celery, *, queue: str, ttl_seconds: int):
+    def __init__(self, client: redis.Redis, celery: Celery, *, queue: str, ttl_seconds: int,
+                 acks: ReplicaAcks = ReplicaAcks()):
         self.client = client
+        self.acks = acks
+        self._replicas_seen: tuple[float, int] = (float("-inf"), 0)  # (when, how many)
         self.celery = celery
         self.queue = queue
         self.ttl = ttl_seconds
@@ -253,12 +280,13 @@ class JobStore:
                 *(key for job in jobs for key in (self.keys.record(job.id),
                                                    self.keys.image(job.id)))]
         try:
-            admitted, detail = self._create(keys=keys, args=[
+            admitted, detail = self._replicated(self._create, keys, [
                 len(jobs), max_queue_length, max_queue_bytes, max_per_key, self.ttl,
                 repr(created_at), HEADROOM, SLACK, ROOM_CAP, len(common), *pairs, *per_job])
-        except redis.TimeoutError:
-            # The script may have run: undo it (best effort; the sweeper sends a job
-            # this leaves, so it is never lost and holds nothing for long).
+        except (redis.TimeoutError, NotReplicated):
+            # The script may have run (or run and not reached a replica): undo it (best
+            # effort; the sweeper sends a job this leaves, so it is never lost and
+            # holds nothing for long).
             self._discard_all(jobs)
             raise
         if not admitted:
@@ -274,6 +302,41 @@ class JobStore:
             self._discard_all(jobs)
             raise
         return records
+
+    def _replicated(self, script, keys: list, args: list):
+        """`script`'s reply once `acks.replicas` replicas hold what it wrote: the script
+        and WAIT go down one connection in one round trip (WAIT counts the writes of
+        its own connection). `NotReplicated` when they do not confirm in time."""
+        needed = min(self.acks.replicas, self._connected_replicas())
+        if not needed:
+            return script(keys=keys, args=args)
+        reply, acked = None, 0
+        for attempt in range(2):
+            try:
+                with self.client.pipeline(transaction=False) as pipe:
+                    pipe.evalsha(script.sha, len(keys), *keys, *args)
+                    pipe.execute_command("WAIT", needed,
+                                         int(self.acks.timeout_seconds * 1000))
+                    reply, acked = pipe.execute()
+                break
+            except redis.exceptions.NoScriptError:
+                if attempt:
+                    raise
+                # A new primary (after a failover, or a restart) knows no script yet.
+                script.sha = self.client.script_load(script.script)
+        if acked < needed:
+            raise NotReplicated()
+        return reply
+
+    def _connected_replicas(self) -> int:
+        """The primary's connected replicas, asked at most once a second."""
+        if not self.acks.replicas:
+            return 0
+        when, count = self._replicas_seen
+        if time.monotonic() - when > REPLICAS_RECHECK_SECONDS:
+            count = int(self.client.info("replication").get("connected_slaves", 0))
+            self._replicas_seen = (time.monotonic(), count)
+        return count
 
     @staticmethod
     def _refusal(why: str, max_per_key: int) -> ResqError:
@@ -344,12 +407,13 @@ class JobStore:
         else:
             status, field, payload = JobStatus.FAILED, "error", error.to_dict()
         delivery_id = str(uuid.uuid4())
-        return bool(self._finish(
-            keys=[self.keys.record(job_id), self.keys.image(job_id), self.keys.inflight,
-                  self.keys.queued_bytes, self.keys.outbox, self.keys.delivery(delivery_id),
-                  self.keys.events(job_id), self.keys.finished],
-            args=[job_id, status.value, field, json.dumps(payload, separators=(",", ":")),
-                  repr(time.time()), self.ttl, delivery_id]))
+        return bool(self._replicated(
+            self._finish,
+            [self.keys.record(job_id), self.keys.image(job_id), self.keys.inflight,
+             self.keys.queued_bytes, self.keys.outbox, self.keys.delivery(delivery_id),
+             self.keys.events(job_id), self.keys.finished],
+            [job_id, status.value, field, json.dumps(payload, separators=(",", ":")),
+             repr(time.time()), self.ttl, delivery_id]))
 
     def expire(self, job_id: str) -> bool:
         """End a queued job past its deadline `failed`/`expired`: it never runs. True if

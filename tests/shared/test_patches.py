@@ -31,6 +31,31 @@ def test_gunicorn_writes_its_own_errors_as_json():
            '"header too long"}}' in done.stdout
 
 
+def test_a_channel_whose_connection_is_gone_closes_and_leaves_its_messages(redis_url):
+    """kombu 5.7 raised AttributeError here (a worker's death on every failover); with
+    the patch the channel closes, and its unacknowledged message stays in `unacked`
+    for the heartbeat to hand back. A real Redis; the state a broken connection
+    leaves (its transport's client gone) is set by hand."""
+    done = run("import kombu, sys, uuid\n"
+               "import shared.patches as p\n"
+               "if sys.argv[-1] == 'patched': p.kombu_restore_after_its_connection_closed()\n"
+               f"conn = kombu.Connection({redis_url!r})\n"
+               "ch = conn.channel(); name = uuid.uuid4().hex\n"
+               "q = kombu.Queue(name, routing_key=name); q(ch).declare()\n"
+               "kombu.Producer(ch).publish({'x': 1}, routing_key=name)\n"
+               "message = q(ch).get(no_ack=False)\n"
+               "tag = message.delivery_tag\n"
+               "conn.transport.client = None\n"
+               "ch.close()\n"
+               "import redis; print(redis.Redis.from_url("
+               f"{redis_url!r}).hexists('unacked', tag))")
+    assert done.returncode != 0 and "'hostname'" in done.stderr  # unpatched: the crash
+    patched = subprocess.run([sys.executable, "-c", done.args[2], "patched"], cwd=ROOT,
+                             env=base_env(), capture_output=True, text=True, timeout=60)
+    assert patched.returncode == 0, patched.stderr
+    assert patched.stdout.split() == ["True"]
+
+
 def test_flowers_metrics_need_its_auth():
     done = run("from flower.views.monitor import Metrics\n"
                "import shared.patches as p\n"
