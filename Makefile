@@ -23,7 +23,7 @@ PORT ?= 8000
 FLOWER_PORT ?= 5555
 export WEB_HOST PORT FLOWER_PORT
 
-.PHONY: help install run test test-fast lint bench soak fuzz clean
+.PHONY: help install run test test-fast lint bench bench-redis soak fuzz clean
 
 help:
 	@echo "make run    start Redis, one worker, the web tier on :$(PORT) and Flower on :$(FLOWER_PORT)"
@@ -31,6 +31,7 @@ help:
 	@echo "make test-fast  unit and in-process tests only: no system tools (under 2 minutes)"
 	@echo "make lint   ruff over the whole tree"
 	@echo "make bench  measure the service (writes bench/results/latest.json and .png)"
+	@echo "make bench-redis  how far one Redis goes, and what waiting for a replica costs"
 	@echo "make soak   20,000 jobs through an 8 MB Redis, then creates cut by kills (bench/results/soak.json)"
 	@echo "make fuzz   fuzz the HTTP API from its OpenAPI document (250 cases per operation)"
 
@@ -138,6 +139,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench $(BENCH_ARGS)
+
+# The model out of the way: what one web tier and one Redis carry (bench/redis_capacity.py).
+bench-redis: $(STAMP)
+	$(PY) -m bench.redis_capacity $(BENCH_ARGS)
 
 # Full speed past what Redis can keep, then web processes killed mid-create (bench/soak.py).
 soak: $(STAMP)

@@ -12,6 +12,7 @@ from collections import Counter
 import pytest
 import requests
 
+from bench.sentinel import SentinelCluster
 from bench.stack import await_condition, start_gunicorn, start_worker
 from shared.celery_app import make_celery
 from shared.errors import NotReplicated
@@ -20,7 +21,6 @@ from shared.job_data.store import JobStore, NewJob, ReplicaAcks
 from shared.redis_client import RedisTarget
 from shared.settings import CommonSettings
 from tests.support.images import jpeg
-from tests.support.sentinel import SentinelCluster
 from tests.support.webhook_receiver import SECRET, Receiver
 
 pytestmark = [pytest.mark.processes, pytest.mark.chaos]

@@ -1,6 +1,7 @@
 """A Redis primary, a replica (each with an append-only file) and three sentinels on
 loopback, from Debian's `redis-server` (`redis-server FILE --sentinel`), as the chart's
-sentinel mode runs them: for the tests of failover (tests/test_sentinel.py)."""
+sentinel mode runs them: for the tests of failover (tests/test_sentinel.py) and the
+cost of waiting for a replica (bench/redis_capacity.py)."""
 
 from __future__ import annotations
 
