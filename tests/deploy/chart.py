@@ -16,7 +16,8 @@ CHART = ROOT / "charts" / "resq"
 RENDERER = Path(__file__).parent / "helm_render" / "main.go"
 GOPATH = "/usr/share/gocode"
 
-# Value sets the tests render: the defaults, an external Redis, and scale to zero.
+# Value sets the tests render: the defaults, an external Redis, scale to zero, Redis
+# behind sentinels in the release, and an external Sentinel setup.
 VALUE_SETS = {
     "default": {},
     "external-redis": {
@@ -36,6 +37,15 @@ VALUE_SETS = {
         "flower": {"enabled": False},
         "networkPolicy": {"enabled": False},
     },
+    "sentinel": {"redis": {"mode": "sentinel"}},
+    "external-sentinel": {
+        "redis": {"enabled": False, "mode": "sentinel",
+                  "external": {"sentinels": ["sentinel-a.example.internal:26379",
+                                             "sentinel-b.example.internal:26379",
+                                             "sentinel-c.example.internal:26380"],
+                               "cidr": "10.30.0.0/16"},
+                  "auth": {"existingSecret": "external-redis", "passwordKey": "password"}},
+    },
 }
 # Secrets a value set names but expects the user to create.
 USER_SECRETS = {
@@ -44,6 +54,8 @@ USER_SECRETS = {
                        "resq-webhooks": {"WEBHOOK_SECRET"},
                        "resq-flower-auth": {"FLOWER_BASIC_AUTH"}},
     "scale-to-zero": {},
+    "sentinel": {},
+    "external-sentinel": {"external-redis": {"password"}},
 }
 
 

@@ -4,6 +4,7 @@ ScaledObject and TriggerAuthentication, selectors that match their pods, every
 referenced Secret, ConfigMap, Service and key present, probe paths the apps
 serve, non-root and read-only containers, and scale-in settings that agree."""
 
+import subprocess
 from pathlib import Path
 
 import jsonschema
@@ -274,3 +275,78 @@ def test_the_results_of_the_most_workers_fit_redis_with_the_queue_full(renderer,
                              workers=scaled["spec"]["maxReplicaCount"])
     print(f"\nchart: {said}")
     assert fits, said
+
+
+def env_of(workload: dict) -> dict:
+    return {v["name"]: v.get("value") for v in
+            workload["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+
+def sentinel_pods(objects) -> list[str]:
+    """host:port of each sentinel pod, by its StatefulSet and headless Service."""
+    sentinels = named(objects, "StatefulSet", "demo-resq-redis-sentinel")["spec"]
+    service = named(objects, "Service", sentinels["serviceName"])["spec"]
+    assert service["clusterIP"] == "None"
+    port = sentinels["template"]["spec"]["containers"][0]["ports"][0]["containerPort"]
+    return [f"demo-resq-redis-sentinel-{n}.{sentinels['serviceName']}.resq.svc:{port}"
+            for n in range(sentinels["replicas"])]
+
+
+def test_sentinel_mode_runs_a_primary_replicas_and_sentinels_apart(renderer, tmp_path):
+    """redis.mode sentinel: three Redis pods (a primary and two replicas, each with its
+    append-only file and volume) and three sentinels, each kind spread over nodes;
+    every resq pod and KEDA's list triggers find the primary through exactly those
+    sentinels; the network policies let each reach what it must."""
+    objects, _ = render(renderer, VALUE_SETS["sentinel"], tmp_path)
+    redis = named(objects, "StatefulSet", "demo-resq-redis")["spec"]
+    sentinels = named(objects, "StatefulSet", "demo-resq-redis-sentinel")["spec"]
+    assert redis["replicas"] == 3 and sentinels["replicas"] == 3
+    for spec in (redis, sentinels):
+        affinity = spec["template"]["spec"]["affinity"]["podAntiAffinity"]
+        term = affinity["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]
+        assert term["topologyKey"] == "kubernetes.io/hostname"
+        assert term["labelSelector"]["matchLabels"].items() <= \
+            spec["template"]["metadata"]["labels"].items()
+    script = redis["template"]["spec"]["containers"][0]["command"][-1]
+    assert "--appendonly yes" in script and "--replicaof" in script
+    assert "noeviction" in script and "--masterauth" in script
+    for spec in (redis, sentinels):  # the start scripts are sound shell
+        command = spec["template"]["spec"]["containers"][0]["command"]
+        assert subprocess.run(["sh", "-n", "-c", command[-1]]).returncode == 0
+    pods = sentinel_pods(objects)
+    assert len(pods) == 3
+    for workload in ("demo-resq-web", "demo-resq-worker", "demo-resq-flower"):
+        env = env_of(named(objects, "Deployment", workload))
+        assert env["REDIS_SENTINELS"].split(",") == pods, workload
+        assert env["REDIS_SENTINEL_MASTER"] == "resq" and "REDIS_SENTINEL_PASSWORD" in env
+    triggers = [t for t in by_kind(objects, "ScaledObject")[0]["spec"]["triggers"]
+                if t["type"] != "metrics-api"]
+    assert [t["type"] for t in triggers] == ["redis-sentinel", "redis-sentinel"]
+    assert [t["metadata"]["listName"] for t in triggers] == served_lists("resq")
+    assert {t["metadata"]["addresses"] for t in triggers} == {",".join(pods)}
+    auth = by_kind(objects, "TriggerAuthentication")[0]["spec"]["secretTargetRef"]
+    assert {ref["parameter"] for ref in auth} == {"password", "sentinelPassword"}
+    # Redis pods and sentinels admit each other, resq's pods and KEDA's operator.
+    for target, port in (("redis", 6379), ("redis-sentinel", 26379)):
+        policy = named(objects, "NetworkPolicy", f"demo-resq-{target}")["spec"]
+        allowed = {peer.get("podSelector", {}).get("matchLabels", {}).get(
+            "app.kubernetes.io/component") for rule in policy["ingress"]
+            for peer in rule["from"]}
+        assert {"web", "worker", "flower", "redis", "redis-sentinel"} <= allowed
+        assert policy["ingress"][0]["ports"] == [{"port": port, "protocol": "TCP"}]
+    egress = named(objects, "NetworkPolicy", "demo-resq-worker")["spec"]["egress"][0]
+    assert {p["port"] for p in egress["ports"]} == {6379, 26379}
+
+
+def test_an_external_sentinel_setup_is_used_as_given(renderer, tmp_path):
+    objects, _ = render(renderer, VALUE_SETS["external-sentinel"], tmp_path)
+    assert not by_kind(objects, "StatefulSet")
+    given = VALUE_SETS["external-sentinel"]["redis"]["external"]["sentinels"]
+    env = env_of(named(objects, "Deployment", "demo-resq-worker"))
+    assert env["REDIS_SENTINELS"].split(",") == given
+    assert env["REDIS_URL"] == "redis://:$(REDIS_PASSWORD)@primary/0"
+    triggers = by_kind(objects, "ScaledObject")[0]["spec"]["triggers"][1:]
+    assert {t["metadata"]["addresses"] for t in triggers} == {",".join(given)}
+    egress = named(objects, "NetworkPolicy", "demo-resq-web")["spec"]["egress"][0]
+    assert egress["to"] == [{"ipBlock": {"cidr": "10.30.0.0/16"}}]
+    assert [p["port"] for p in egress["ports"]] == [6379, 26379, 26380]

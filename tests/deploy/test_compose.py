@@ -23,10 +23,11 @@ COMPOSE_VARIABLES = ("FLOWER_", "GRAFANA_", "API_KEYS", "MODEL_WEIGHTS", "IMAGE_
                      "EXTRA_CA_CERTS", "TORCH_INDEX_URL", "PYPI_INDEX_URL", "WEBHOOK_SECRET")
 
 
-def compose_config(**env) -> subprocess.CompletedProcess:
+def compose_config(*options: str, **env) -> subprocess.CompletedProcess:
     binary = shutil.which("docker-compose")
     assert binary, "docker-compose is missing: apt-get install docker-compose (make test does)"
-    return subprocess.run([binary, "-f", str(ROOT / "compose.yaml"), "config"], cwd=ROOT,
+    return subprocess.run([binary, "-f", str(ROOT / "compose.yaml"), *options, "config"],
+                          cwd=ROOT,
                           capture_output=True, text=True, timeout=60,
                           env={**{k: v for k, v in os.environ.items()
                                   if not k.startswith(COMPOSE_VARIABLES)}, **env})
@@ -194,3 +195,30 @@ def test_ports_tags_and_weights_come_from_the_environment():
     assert defaults["worker"]["build"]["args"]["MODEL_WEIGHTS"] == "imagenet"
     assert host_ports(defaults["web"]) == ["8000"]
     assert host_ports(defaults["prometheus"]) == ["127.0.0.1:9090"]
+
+
+def test_the_ha_profile_adds_a_replica_and_three_sentinels_the_tiers_use():
+    """`COMPOSE_PROFILES=ha` with REDIS_SENTINELS: a replica of Redis with its own
+    append-only file and three sentinels (a quorum of 2) that find Redis by name; every
+    resq service gets the sentinels. Without the profile none of them runs (they are
+    the only services with a profile)."""
+    sentinels = "sentinel-1:26379,sentinel-2:26379,sentinel-3:26379"
+    result = compose_config("--profile", "ha", FLOWER_PASSWORD="p", GRAFANA_PASSWORD="g",
+                            REDIS_SENTINELS=sentinels)
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    replica = " ".join(services["redis-replica"]["command"])
+    assert "--replicaof redis 6379" in replica and "--appendonly yes" in replica
+    assert "redis-replica-data:/data" in " ".join(services["redis-replica"]["volumes"])
+    for n in (1, 2, 3):
+        sentinel = services[f"sentinel-{n}"]
+        script = sentinel["command"][0].replace("$$", "$")
+        assert "sentinel monitor resq ${primary:-redis} 6379 2" in script
+        assert sentinel["environment"]["SENTINEL_NAME"] == f"sentinel-{n}"
+        assert subprocess.run(["sh", "-n", "-c", script]).returncode == 0
+    for name in ("web", "worker", "flower"):
+        assert services[name]["environment"]["REDIS_SENTINELS"] == sentinels
+        assert services[name]["environment"]["REDIS_SENTINEL_MASTER"] == "resq"
+    profiled = {name for name, service in services.items() if service.get("profiles")}
+    assert profiled == {"redis-replica", "sentinel-1", "sentinel-2", "sentinel-3"}
+    assert all(services[name]["profiles"] == ["ha"] for name in profiled)

@@ -15,7 +15,7 @@ from shared.lanes import Lane, lane_list, served_lists
 from tests.conftest import make_settings, running_app
 from tests.deploy.chart import VALUE_SETS, build_renderer, render
 from tests.support.images import jpeg
-from tests.support.keda import ScaledObject, replicas_for_values
+from tests.support.keda import ScaledObject, Trigger, replicas_for_values, trigger_reader
 
 pytestmark = pytest.mark.chart
 
@@ -76,3 +76,40 @@ def test_each_trigger_reads_the_live_queue_and_replicas_follow_it(renderer, redi
     # One waiting job wakes a worker from zero unless the activation threshold is higher.
     activation = min(t.activation for t in scaled.triggers)
     assert rows[0][2] == (max(1, scaled.min_replicas) if activation < 1 else scaled.min_replicas)
+
+
+@pytest.mark.processes
+def test_the_sentinel_triggers_read_the_live_queue_on_the_primary(renderer, tmp_path):
+    """redis.mode sentinel: each redis-sentinel trigger's list is the key the workers
+    pop, on the primary the sentinels name (a real primary, replica and three
+    sentinels; the chart's sentinel addresses stand for these loopback ones)."""
+    from bench.sentinel import SentinelCluster
+    from shared.redis_client import RedisTarget
+    from shared.settings import CommonSettings
+
+    queue = f"keda-{uuid.uuid4().hex[:6]}"
+    values = {**VALUE_SETS["sentinel"], "settings": {"QUEUE_NAME": queue}}
+    objects, _ = render(renderer, values, tmp_path)
+    spec = next(o for o in objects if o["kind"] == "ScaledObject")["spec"]
+    triggers = [t for t in spec["triggers"] if t["type"] == "redis-sentinel"]
+    assert [t["metadata"]["listName"] for t in triggers] == served_lists(queue)
+    cluster = SentinelCluster(tmp_path / "redis").start()
+    try:
+        env = {k.lower(): v for k, v in cluster.env.items()}
+        primary = RedisTarget.of(CommonSettings.load(**env)).client()
+        settings = make_settings(cluster.env["REDIS_URL"], queue_name=queue,
+                                 redis_sentinels=env["redis_sentinels"],
+                                 redis_sentinel_master=env["redis_sentinel_master"])
+        with running_app(settings) as app:
+            api = app.test_client()
+            assert api.post("/jobs?wait=0.01", data=jpeg(32, 24),
+                            content_type="image/jpeg").status_code == 202
+            for _ in range(3):
+                assert api.post("/jobs", data=jpeg(32, 24),
+                                content_type="image/jpeg").status_code == 202
+        read = trigger_reader(primary, {})
+        assert [read(Trigger.from_spec(t)) for t in triggers] == [1, 3]
+        assert ScaledObject(spec).decide([4] + [read(Trigger.from_spec(t)) for t in triggers],
+                                         current=0, now=0) >= 1  # a waiting job wakes them
+    finally:
+        cluster.stop()

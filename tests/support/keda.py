@@ -39,7 +39,9 @@ class Trigger:
     @classmethod
     def from_spec(cls, trigger: dict) -> Trigger:
         meta = trigger["metadata"]
-        if trigger["type"] == "redis":
+        # A list's length, on one Redis or on the primary the sentinels name: the same
+        # arithmetic either way (the reader holds a client of the primary).
+        if trigger["type"] in ("redis", "redis-sentinel"):
             return cls("redis", float(meta["listLength"]),
                        float(meta.get("activationListLength", 0)), meta)
         if trigger["type"] == "metrics-api":

@@ -47,6 +47,27 @@ app.kubernetes.io/component: {{ .component }}
 {{- if .Values.redis.enabled -}}{{ .Values.redis.port }}{{- else -}}{{ .Values.redis.external.port }}{{- end -}}
 {{- end -}}
 
+{{/* "true" when Redis is a primary with replicas behind sentinels. */}}
+{{- define "resq.sentinelMode" -}}
+{{- if eq .Values.redis.mode "sentinel" -}}true{{- else if ne .Values.redis.mode "standalone" -}}
+{{- fail "redis.mode must be standalone or sentinel" -}}{{- end -}}
+{{- end -}}
+
+{{/* The sentinels, comma-separated host:port: the in-chart pods (by their stable names
+under the headless Service), or the external setup's. */}}
+{{- define "resq.sentinels" -}}
+{{- if .Values.redis.enabled -}}
+{{- $name := printf "%s-redis-sentinel" (include "resq.fullname" .) -}}
+{{- $addresses := list -}}
+{{- range $i := until (int .Values.redis.sentinel.sentinels) -}}
+{{- $addresses = append $addresses (printf "%s-%d.%s.%s.svc:%v" $name $i $name $.Release.Namespace $.Values.redis.sentinel.port) -}}
+{{- end -}}
+{{- join "," $addresses -}}
+{{- else -}}
+{{- join "," (required "redis.external.sentinels is required for an external Sentinel setup" .Values.redis.external.sentinels) -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "resq.redisSecret" -}}
 {{- .Values.redis.auth.existingSecret | default (printf "%s-redis" (include "resq.fullname" .)) -}}
 {{- end -}}
@@ -62,8 +83,23 @@ app.kubernetes.io/component: {{ .component }}
     secretKeyRef:
       name: {{ include "resq.redisSecret" . }}
       key: {{ .Values.redis.auth.passwordKey }}
+{{- if include "resq.sentinelMode" . }}
+# The sentinels say where the primary is; REDIS_URL gives its password and database.
+- name: REDIS_URL
+  value: {{ printf "redis://:$(REDIS_PASSWORD)@primary/%v" .Values.redis.database | quote }}
+- name: REDIS_SENTINELS
+  value: {{ include "resq.sentinels" . | quote }}
+- name: REDIS_SENTINEL_MASTER
+  value: {{ .Values.redis.sentinel.masterName | quote }}
+- name: REDIS_SENTINEL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "resq.redisSecret" . }}
+      key: {{ .Values.redis.auth.passwordKey }}
+{{- else }}
 - name: REDIS_URL
   value: {{ printf "redis://:$(REDIS_PASSWORD)@%s:%v/%v" (include "resq.redisHost" .) (include "resq.redisPort" .) .Values.redis.database | quote }}
+{{- end }}
 {{- if .Values.apiKeysSecret }}
 - name: API_KEYS
   valueFrom:
@@ -92,13 +128,18 @@ podAntiAffinity:
             {{- include "resq.selectorLabels" . | nindent 12 }}
 {{- end -}}
 
-{{/* Egress to Redis: the in-chart pods, or the external Redis's range. */}}
+{{/* Egress to Redis (and its sentinels): the in-chart pods, or the external range. */}}
 {{- define "resq.redisEgress" -}}
 - to:
 {{- if .Values.redis.enabled }}
     - podSelector:
         matchLabels:
           {{- include "resq.selectorLabels" (dict "root" . "component" "redis") | nindent 10 }}
+{{- if include "resq.sentinelMode" . }}
+    - podSelector:
+        matchLabels:
+          {{- include "resq.selectorLabels" (dict "root" . "component" "redis-sentinel") | nindent 10 }}
+{{- end }}
 {{- else }}
     - ipBlock:
         cidr: {{ .Values.redis.external.cidr }}
@@ -106,6 +147,21 @@ podAntiAffinity:
   ports:
     - port: {{ include "resq.redisPort" . }}
       protocol: TCP
+{{- if include "resq.sentinelMode" . }}
+{{- if .Values.redis.enabled }}
+    - port: {{ .Values.redis.sentinel.port }}
+      protocol: TCP
+{{- else }}
+{{- $ports := list }}
+{{- range $address := .Values.redis.external.sentinels }}
+{{- $ports = append $ports (last (splitList ":" $address)) }}
+{{- end }}
+{{- range $port := uniq $ports }}
+    - port: {{ $port }}
+      protocol: TCP
+{{- end }}
+{{- end }}
+{{- end }}
 {{- end -}}
 
 {{- define "resq.dnsEgress" -}}
