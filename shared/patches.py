@@ -69,41 +69,51 @@ def flower_metrics_behind_auth() -> None:
         Metrics.get._resq_authenticated = True
 
 
-def kombu_restore_after_its_connection_closed() -> None:
+def kombu_redis_channel_gone_safe() -> None:
     """When a worker's broker connection breaks (a Redis failover, a restart), Celery
-    closes it, and kombu's Redis channel, as it closes, hands its unacknowledged
-    messages back. It needs a client for that, which it builds from its transport's
-    connection; when that is already gone, kombu 5.7 raises AttributeError
-    ('NoneType' object has no attribute 'hostname'), which Celery takes for an
-    unrecoverable error: the worker dies on every failover. Then, those messages stay
-    where they are (kombu's `unacked`): kombu's visibility timeout or resq's heartbeat
-    (`worker.heartbeat`) hands them back, and a message of a job that has ended is
-    dropped unrun."""
+    closes it and opens another. kombu 5.7's Redis channel of the old connection then
+    still gets calls that need a Redis client, which it builds from its transport's
+    connection, gone by then: as it closes, handing its unacknowledged messages back;
+    and when a task that started before the break finishes, acknowledging its message.
+    Both raise AttributeError ('NoneType' object has no attribute 'hostname' or
+    'client'), which Celery takes for an unrecoverable error: the worker died on every
+    failover. With the channel gone, those calls now leave the messages where they
+    are (kombu's `unacked`): resq's heartbeat (`worker.heartbeat`) or the visibility
+    timeout hands them back, and a message of a job that has ended is dropped unrun."""
+    import functools
     import logging
 
     import kombu
     from kombu.transport import redis as kombu_redis
 
-    patch = "kombu's restore of unacked messages once its connection is gone"
+    patch = "kombu's Redis channel once its connection is gone"
     _check_version("kombu", kombu.__version__, KOMBU_MAJORS, patch)
-    _check_parameters(kombu_redis.QoS.restore_unacked, ["self", "client"], patch)
-    original = kombu_redis.QoS.restore_unacked
-    if getattr(original, "_resq_guarded", False):
-        return
+    expected = {"restore_unacked": ["self", "client"], "ack": ["self", "delivery_tag"],
+                "reject": ["self", "delivery_tag", "requeue"]}
+    for name, parameters in expected.items():
+        _check_parameters(getattr(kombu_redis.QoS, name), parameters, patch)
+    log = logging.getLogger("worker.patches")
 
-    def restore_unacked(self, client=None):
-        channel = self.channel
-        if (client is None and channel._pool is None
-                and getattr(channel.connection, "client", None) is None):
-            logging.getLogger("worker.patches").warning(
-                "broker connection gone: %d unacknowledged messages are left for the "
-                "heartbeat or the visibility timeout to hand back", len(self._delivered))
-            return None
-        return original(self, client)
+    def gone(qos) -> bool:
+        channel = qos.channel
+        return channel._pool is None and getattr(channel.connection, "client", None) is None
 
-    restore_unacked._resq_guarded = True
-    restore_unacked.__wrapped__ = original
-    kombu_redis.QoS.restore_unacked = restore_unacked
+    for name in expected:
+        original = getattr(kombu_redis.QoS, name)
+        if getattr(original, "_resq_guarded", False):
+            continue
+
+        def guarded(self, *args, _original=original, _name=name, **kwargs):
+            if gone(self) and not kwargs.get("client"):
+                log.warning("broker connection gone: %s of %d unacknowledged messages left "
+                            "to the heartbeat or the visibility timeout", _name,
+                            len(self._delivered))
+                return None
+            return _original(self, *args, **kwargs)
+
+        guarded = functools.wraps(original)(guarded)
+        guarded._resq_guarded = True
+        setattr(kombu_redis.QoS, name, guarded)
 
 
 def refuse_decompression_bombs() -> None:

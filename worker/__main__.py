@@ -21,10 +21,10 @@ def main(argv: list[str]) -> int:
     from shared.log_format import configure
 
     configure(settings.log_level, settings.log_format)
-    from shared.patches import kombu_restore_after_its_connection_closed, refuse_decompression_bombs
+    from shared.patches import kombu_redis_channel_gone_safe, refuse_decompression_bombs
 
     refuse_decompression_bombs()
-    kombu_restore_after_its_connection_closed()
+    kombu_redis_channel_gone_safe()
 
     from worker.weights import WeightsUnavailable, resolve_weights
 
