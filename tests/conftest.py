@@ -8,6 +8,7 @@ import uuid
 from contextlib import contextmanager
 
 import pytest
+import redis
 
 from bench.stack import redis_server, running_processes, start_gunicorn, start_worker
 from tests.support import reaper
@@ -76,6 +77,16 @@ def _stop_what_the_test_started():
 def redis_url(tmp_path_factory):
     with redis_server(tmp_path_factory.mktemp("redis")) as url:
         yield url
+
+
+@pytest.fixture()
+def small_redis(tmp_path):
+    """A Redis of the test's own, with noeviction as compose and the chart run it; the
+    test sets the `maxmemory` it needs (CONFIG SET). Its (url, client)."""
+    with redis_server(tmp_path / "redis") as url:
+        client = redis.Redis.from_url(url)
+        yield url, client
+        client.close()
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import pytest
 import redis
 from PIL import Image
 
-from bench.stack import await_condition, free_port, start_redis, start_worker
+from bench.stack import start_worker
 from tests.conftest import make_settings, running_app
 from tests.support.images import jpeg
 from web.job_service import redis_guard
@@ -24,18 +24,6 @@ def noisy_jpeg(width=1200, height=900) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=90)
     return buffer.getvalue()
-
-
-@pytest.fixture()
-def small_redis(tmp_path):
-    port = free_port()
-    server = start_redis(port, tmp_path / "redis", maxmemory="40mb")
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url)
-    await_condition(client.ping, 10, "redis-server")
-    yield url, client
-    client.close()
-    server.stop()
 
 
 def test_admission_counts_the_bytes_of_waiting_images(idle_settings):
@@ -83,6 +71,7 @@ def test_redis_out_of_memory_reads_as_503(small_redis):
 
 def test_uploads_until_redis_is_full_then_every_accepted_job_ends(small_redis, tmp_path):
     url, client = small_redis
+    client.config_set("maxmemory", "40mb")
     queue = "full"
     # Bytes admission off: what is tested here is Redis's own limit.
     settings = make_settings(url, queue_name=queue, queue_max_bytes=0)

@@ -48,20 +48,6 @@ def counters(broker: redis.Redis, queue: str) -> dict:
 ZERO = {"queued_bytes": 0, "open": 0, "quota": {}, "waiting": 0}
 
 
-@pytest.fixture()
-def small_redis(tmp_path):
-    """A Redis of its own with a small `maxmemory` (noeviction, as compose and the
-    chart run it)."""
-    port = free_port()
-    server = start_redis(port, tmp_path / "redis", maxmemory="6mb")
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url)
-    await_condition(client.ping, 10, "redis-server")
-    yield url, client
-    client.close()
-    server.stop()
-
-
 def test_a_refused_multipart_request_leaves_no_job_behind(idle_settings):
     """QUEUE_MAX_PER_KEY=2 and one request with 3 images: 429, and nothing of it stays
     (it used to leave 2 jobs queued that held the key's quota)."""
@@ -85,6 +71,7 @@ def test_finished_jobs_past_redis_memory_make_room_for_new_work(small_redis, tmp
     (counted, and a GET for one says so), and no submission is refused, since
     nothing waits."""
     url, broker = small_redis
+    broker.config_set("maxmemory", "6mb")
     queue = "budget"
     settings = make_settings(url, queue_name=queue)
     worker = start_worker(url, queue, tmp_path / "worker.log")

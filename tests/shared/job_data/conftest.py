@@ -1,12 +1,11 @@
 """A job store per test, on the session's real Redis (a queue of its own), or on a
-private Redis with a small `maxmemory`."""
+private one (`small_redis`, tests/conftest.py) with a small `maxmemory`."""
 
 import uuid
 
 import pytest
 import redis
 
-from bench.stack import await_condition, free_port, start_redis
 from shared.celery_app import make_celery
 from shared.job_data.store import JobStore
 from tests.conftest import make_settings
@@ -30,15 +29,3 @@ def store(redis_url):
     yield made
     made.client.close()
 
-
-@pytest.fixture()
-def small_redis(tmp_path):
-    """A private Redis with `maxmemory` (set by the test) and noeviction."""
-    port = free_port()
-    server = start_redis(port, tmp_path / "redis")
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url)
-    await_condition(client.ping, 10, "redis-server")
-    yield url, client
-    client.close()
-    server.stop()
