@@ -59,6 +59,13 @@ def test_decode_cost_is_checked_from_the_header_by_mode():
 def test_every_accepted_mode_has_a_measured_cost():
     from shared.images import DECODE_BYTES_PER_PIXEL, decode_cost
 
+    from PIL import Image
+
     for mode in ("1", "L", "P", "RGB", "RGBA", "LA", "I;16", "I", "F", "CMYK"):
         assert mode in DECODE_BYTES_PER_PIXEL
-    assert decode_cost("an unknown mode", 10) == 10 * max(DECODE_BYTES_PER_PIXEL.values())
+    unlisted = Image.new("HSV", (1, 1))  # a mode the table does not name: the worst figure
+    assert decode_cost(unlisted, 10) == 10 * max(DECODE_BYTES_PER_PIXEL.values())
+    palette = Image.new("P", (1, 1))
+    assert decode_cost(palette, 10) == 10 * DECODE_BYTES_PER_PIXEL["P"]
+    palette.info["transparency"] = 0  # decoded through RGBA: charged as such
+    assert decode_cost(palette, 10) == 10 * DECODE_BYTES_PER_PIXEL["P+transparency"]
