@@ -57,9 +57,9 @@ def test_decode_cost_is_checked_from_the_header_by_mode():
 
 
 def test_every_accepted_mode_has_a_measured_cost():
-    from shared.images import DECODE_BYTES_PER_PIXEL, decode_cost
-
     from PIL import Image
+
+    from shared.images import DECODE_BYTES_PER_PIXEL, decode_cost
 
     for mode in ("1", "L", "P", "RGB", "RGBA", "LA", "I;16", "I", "F", "CMYK"):
         assert mode in DECODE_BYTES_PER_PIXEL
