@@ -62,7 +62,7 @@ def create_app(settings: WebSettings | None = None) -> Flask:
                                timeout_seconds=settings.url_fetch_timeout_seconds,
                                policy=AddressPolicy(settings.url_fetch_allow_networks,
                                                     settings.url_fetch_allow_ports)),
-            webhooks_enabled=bool(settings.webhook_secret.get_secret_value()),
+            webhooks_enabled=settings.webhooks_on,
         ),
         wait_slots=WaitSlots.for_threads(settings.web_threads, settings.wait_max_concurrent,
                                          settings.wait_max_per_key),

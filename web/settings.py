@@ -40,6 +40,12 @@ class WebSettings(CommonSettings):
     """Of those, the most one API key holds in one web process (with `API_KEYS`);
     0 means half of `WAIT_MAX_CONCURRENT`."""
 
+    webhooks_enabled: bool | None = None
+    """Whether a job may name a webhook (the workers sign and send it with
+    `WEBHOOK_SECRET`). Unset: when `WEBHOOK_SECRET` is set here too (one environment
+    for every tier, as `make run` and compose give); the chart sets it, so that the
+    web tier never holds the secret."""
+
     queue_max_length: int = Field(10_000, ge=1)
     """Waiting jobs (both lanes) past which `POST /jobs` answers 503 with `Retry-After`."""
 
@@ -102,3 +108,10 @@ class WebSettings(CommonSettings):
             elif len(entry) < 16:
                 raise ValueError("each key must be at least 16 characters long")
         return value
+
+    @property
+    def webhooks_on(self) -> bool:
+        """Whether jobs may name a webhook (`WEBHOOKS_ENABLED`, else `WEBHOOK_SECRET`)."""
+        if self.webhooks_enabled is not None:
+            return self.webhooks_enabled
+        return bool(self.webhook_secret.get_secret_value())

@@ -4,6 +4,7 @@ ScaledObject and TriggerAuthentication, selectors that match their pods, every
 referenced Secret, ConfigMap, Service and key present, probe paths the apps
 serve, non-root and read-only containers, and scale-in settings that agree."""
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -236,6 +237,14 @@ def test_scale_to_zero_and_external_redis_render_as_asked(renderer, tmp_path):
         "REDIS_URL")  # Kubernetes expands $(VAR) only from earlier entries
 
 
+def redis_flags(container: dict) -> dict[str, str]:
+    """The `--flag value` pairs the Redis container's start script runs redis-server
+    with."""
+    script = container["command"][-1]
+    return {flag: value.strip('"') for flag, value in
+            re.findall(r"(--[a-z-]+) (\"[^\"]*\"|[^\s\\]+)", script.split("exec redis-server")[-1])}
+
+
 def test_redis_is_full_before_its_pod_is_and_admission_before_redis(renderer, tmp_path):
     """As in compose: maxmemory below the Redis container's memory limit, and
     QUEUE_MAX_BYTES below maxmemory, so a burst of uploads meets a 503, not an OOM
@@ -245,9 +254,9 @@ def test_redis_is_full_before_its_pod_is_and_admission_before_redis(renderer, tm
     objects, _ = render(renderer, {}, tmp_path)
     container = named(objects, "StatefulSet", "demo-resq-redis")["spec"]["template"]["spec"][
         "containers"][0]
-    args = container["args"]
-    assert args[args.index("--maxmemory-policy") + 1] == "noeviction"
-    maxmemory = parse_bytes(args[args.index("--maxmemory") + 1])
+    flags = redis_flags(container)
+    assert flags["--maxmemory-policy"] == "noeviction"
+    maxmemory = parse_bytes(flags["--maxmemory"])
     limit = container["resources"]["limits"]["memory"]
     assert limit.endswith("Gi") and maxmemory < int(limit[:-2]) * 1024**3
     settings = named(objects, "ConfigMap", "demo-resq-web-settings")["data"]
@@ -263,12 +272,12 @@ def test_the_results_of_the_most_workers_fit_redis_with_the_queue_full(renderer,
     from tests.support.sizing import results_fit
 
     objects, _ = render(renderer, {}, tmp_path)
-    args = named(objects, "StatefulSet", "demo-resq-redis")["spec"]["template"]["spec"][
-        "containers"][0]["args"]
+    flags = redis_flags(named(objects, "StatefulSet", "demo-resq-redis")["spec"]["template"][
+        "spec"]["containers"][0])
     web = named(objects, "ConfigMap", "demo-resq-web-settings")["data"]
     worker = named(objects, "ConfigMap", "demo-resq-worker-settings")["data"]
     scaled = next(o for o in objects if o["kind"] == "ScaledObject")
-    fits, said = results_fit(redis_url, maxmemory=parse_bytes(args[args.index("--maxmemory") + 1]),
+    fits, said = results_fit(redis_url, maxmemory=parse_bytes(flags["--maxmemory"]),
                              queue_max_bytes=int(web["QUEUE_MAX_BYTES"]),
                              queue_max_length=int(web.get("QUEUE_MAX_LENGTH", 10_000)),
                              ttl_seconds=int(worker["RESULT_TTL_SECONDS"]),
@@ -309,7 +318,7 @@ def test_sentinel_mode_runs_a_primary_replicas_and_sentinels_apart(renderer, tmp
             spec["template"]["metadata"]["labels"].items()
     script = redis["template"]["spec"]["containers"][0]["command"][-1]
     assert "--appendonly yes" in script and "--replicaof" in script
-    assert "noeviction" in script and "--masterauth" in script
+    assert "noeviction" in script and "masterauth $REDIS_PASSWORD" in script
     for spec in (redis, sentinels):  # the start scripts are sound shell
         command = spec["template"]["spec"]["containers"][0]["command"]
         assert subprocess.run(["sh", "-n", "-c", command[-1]]).returncode == 0
@@ -350,3 +359,51 @@ def test_an_external_sentinel_setup_is_used_as_given(renderer, tmp_path):
     egress = named(objects, "NetworkPolicy", "demo-resq-web")["spec"]["egress"][0]
     assert egress["to"] == [{"ipBlock": {"cidr": "10.30.0.0/16"}}]
     assert [p["port"] for p in egress["ports"]] == [6379, 26379, 26380]
+
+
+SECRET_USERS = {  # which pods each secret is for: what reads it
+    "API_KEYS": {"web"},
+    "WEBHOOK_SECRET": {"worker"},
+    "FLOWER_BASIC_AUTH": {"flower"},
+}
+
+
+def without_heredocs(script: str) -> str:
+    """A shell script less the bodies of its here-documents (config files it writes)."""
+    kept, ending = [], None
+    for line in script.splitlines():
+        if ending is not None:
+            ending = None if line.strip() == ending else ending
+            continue
+        kept.append(line)
+        if "<<" in line:
+            ending = line.split("<<", 1)[1].strip().strip("'\"-")
+    return "\n".join(kept)
+
+
+@pytest.mark.parametrize("value_set", list(VALUE_SETS))
+def test_no_secret_on_a_command_line_and_each_only_where_it_is_used(renderer, tmp_path,
+                                                                    value_set):
+    """Nothing a secret holds reaches a process's arguments (every user of the node
+    reads them in `ps`): no `$(SECRET)` expansion in command or args, no secret
+    variable passed to a program in a script (config files a script writes are
+    fine), probes included. And each secret reaches only the pods that read it."""
+    objects, _ = render(renderer, VALUE_SETS[value_set], tmp_path)
+    reached: dict[str, set[str]] = {}
+    for workload, template in pod_specs(objects):
+        component = template["metadata"]["labels"]["app.kubernetes.io/component"]
+        for container in template["spec"]["containers"]:
+            secret_vars = {e["name"] for e in container.get("env", [])
+                           if "secretKeyRef" in e.get("valueFrom", {})}
+            for name in secret_vars:
+                reached.setdefault(name, set()).add(component)
+            probes = [container.get(p, {}).get("exec", {}).get("command", [])
+                      for p in ("readinessProbe", "livenessProbe", "startupProbe")]
+            for words in [container.get("command", []), container.get("args", []), *probes]:
+                text = "\n".join(without_heredocs(word) for word in words)
+                for name in secret_vars:
+                    for form in (f"$({name})", f"${name}", f"${{{name}}}"):
+                        assert form not in text, (workload["metadata"]["name"], name, text)
+                assert "--requirepass" not in text and "-a " not in text, text
+    for name, users in SECRET_USERS.items():
+        assert reached.get(name, set()) <= users, (name, reached.get(name))

@@ -128,3 +128,22 @@ def test_several_images_with_an_idempotency_key_are_refused(client):
                            data={"image": [(io.BytesIO(jpeg(64, 48)), "a.jpg"),
                                            (io.BytesIO(jpeg(64, 48)), "b.jpg")]})
     assert response.status_code == 422
+
+
+def test_the_web_tier_takes_webhooks_when_told_without_holding_the_secret(redis_url):
+    """The chart gives the web pods WEBHOOKS_ENABLED and the secret to the workers
+    alone; without either, a job naming a webhook is refused."""
+    import uuid
+
+    from tests.conftest import make_settings, running_app
+    from tests.support.images import jpeg
+
+    queue = f"idle-{uuid.uuid4().hex[:8]}"
+    hook = "?webhook=http://127.0.0.1:9/hook"
+    for options, expected in (({"webhooks_enabled": True}, 202), ({}, 422),
+                              ({"webhook_secret": "s" * 20, "webhooks_enabled": False}, 422),
+                              ({"webhook_secret": "s" * 20}, 202)):
+        with running_app(make_settings(redis_url, queue_name=queue, **options)) as app:
+            answer = app.test_client().post(f"/jobs{hook}", data=jpeg(32, 24),
+                                            content_type="image/jpeg")
+        assert answer.status_code == expected, (options, answer.get_json())

@@ -76,8 +76,13 @@ under the headless Service), or the external setup's. */}}
 {{- .Values.flower.existingSecret | default (printf "%s-flower" (include "resq.fullname" .)) -}}
 {{- end -}}
 
-{{/* Environment every resq container gets: settings, the Redis password and URL, API keys. */}}
+{{/* Environment of a resq tier's container (call with (dict "root" $ "tier" "web")): the
+Redis password and where Redis is, for every tier; API keys for the web tier, which
+checks them; the webhook secret for the workers, which sign with it (the web tier is
+only told that webhooks are on). */}}
 {{- define "resq.env" -}}
+{{- $tier := .tier }}
+{{- with .root }}
 - name: REDIS_PASSWORD
   valueFrom:
     secretKeyRef:
@@ -100,7 +105,7 @@ under the headless Service), or the external setup's. */}}
 - name: REDIS_URL
   value: {{ printf "redis://:$(REDIS_PASSWORD)@%s:%v/%v" (include "resq.redisHost" .) (include "resq.redisPort" .) .Values.redis.database | quote }}
 {{- end }}
-{{- if .Values.apiKeysSecret }}
+{{- if and .Values.apiKeysSecret (eq $tier "web") }}
 - name: API_KEYS
   valueFrom:
     secretKeyRef:
@@ -108,11 +113,17 @@ under the headless Service), or the external setup's. */}}
       key: API_KEYS
 {{- end }}
 {{- if .Values.webhookSecret }}
+{{- if eq $tier "worker" }}
 - name: WEBHOOK_SECRET
   valueFrom:
     secretKeyRef:
       name: {{ .Values.webhookSecret }}
       key: WEBHOOK_SECRET
+{{- else if eq $tier "web" }}
+- name: WEBHOOKS_ENABLED
+  value: "true"
+{{- end }}
+{{- end }}
 {{- end }}
 {{- end -}}
 
