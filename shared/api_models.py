@@ -72,7 +72,8 @@ class SubmitOptions(BaseModel):
     webhook: str | None = Field(
         None, max_length=MAX_URL_LENGTH, json_schema_extra={"format": "uri"},
         description="http(s) URL that gets the finished job (the body of GET /jobs/<id>) "
-                    "by POST, signed in `Resq-Signature`.")
+                    "by POST, signed as Standard Webhooks 1.0 has it (https; http only to "
+                    "WEBHOOK_HTTP_NETWORKS).")
     webhook_events: list[WebhookEvent] = Field(
         ["completed"], min_length=1,
         description="When the webhook is sent: `completed` (the job ended), `started` (a "

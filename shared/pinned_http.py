@@ -138,18 +138,29 @@ class Exchange:
         self.conn.close()
 
 
+def check_plain_http(address: str, networks: tuple) -> None:
+    """A webhook over plain http goes only to the networks named for it."""
+    if not any(ipaddress.ip_address(address) in network for network in networks):
+        raise BadUrl("webhooks go over https; plain http only to WEBHOOK_HTTP_NETWORKS")
+
+
 def pinned_request(method: str, url: str, *, policy: AddressPolicy, resolver: Resolver,
-                   deadline: Deadline, headers: dict, body: bytes | None = None):
+                   deadline: Deadline, headers: dict, body: bytes | None = None,
+                   plain_http_networks: tuple | None = None):
     """Send one request (no redirects followed, no retries) to the checked address of
     `url`'s host, all of it within `deadline`. Returns (response, exchange); the
     caller reads the response as a stream and closes the exchange. Raises `BadUrl`
     for a URL or address the policy refuses, `DeadlineExceeded` when the lookup
     outlasts the deadline, and urllib3's and the socket's errors for network
-    failures (a cut at the deadline among them: see `Exchange.cut`)."""
+    failures (a cut at the deadline among them: see `Exchange.cut`). With
+    `plain_http_networks` (webhooks), an http:// URL is refused unless its address is
+    in one of them."""
     scheme, host, port, target = url_parts(url)
     if deadline.expired():
         raise DeadlineExceeded("the deadline passed before the request began")
     address = policy.checked_address(host, port, _within(deadline, resolver))
+    if scheme == "http" and plain_http_networks is not None:
+        check_plain_http(address, plain_http_networks)
     timeout = max(0.001, deadline.remaining())
     if scheme == "https":
         conn = _WatchedHTTPS(address, port, timeout=timeout, server_hostname=host,

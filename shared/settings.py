@@ -10,6 +10,8 @@ bad value, naming the variable, what it must be and what it got.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import sys
 from functools import cache
 from typing import Annotated, TypeVar
@@ -97,8 +99,15 @@ class CommonSettings(BaseSettings):
     A worker decodes up to one image per core at once."""
 
     webhook_secret: SecretStr = SecretStr("")
-    """Key of the HMAC-SHA256 signature on webhook deliveries (`Resq-Signature`).
-    Empty: webhooks are off, and a job that asks for one is refused (422)."""
+    """The keys webhook deliveries are signed with (Standard Webhooks: `whsec_` and the
+    key in base64, 24 to 64 bytes), newest first, separated by spaces or commas: each
+    signs every delivery (`webhook-signature` holds one signature per key), so that a
+    receiver verifies with either during a rotation. Empty: webhooks are off, and a
+    job that asks for one is refused (422)."""
+
+    webhook_http_networks: Annotated[tuple[IPvAnyNetwork, ...], NoDecode] = ()
+    """Comma-separated networks (`10.0.0.0/8`) to which a webhook may go over plain
+    http. Empty (the default): webhooks go over https only."""
 
     url_fetch_allow_networks: Annotated[tuple[IPvAnyNetwork, ...], NoDecode] = ()
     """Comma-separated networks (`10.20.0.0/16,fd00::/8`) that URL submissions may
@@ -130,7 +139,15 @@ class CommonSettings(BaseSettings):
             found.append((host.strip("[]"), int(port)))
         return tuple(found)
 
-    @field_validator("url_fetch_allow_networks", mode="before")
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_keys(cls, value: SecretStr) -> SecretStr:
+        for key in webhook_keys(value.get_secret_value(), check=True):
+            if not 24 <= len(key) <= 64:
+                raise ValueError("each key must be 24 to 64 bytes (`whsec_` and base64)")
+        return value
+
+    @field_validator("url_fetch_allow_networks", "webhook_http_networks", mode="before")
     @classmethod
     def _networks(cls, value):
         if isinstance(value, str):
@@ -180,6 +197,24 @@ def _current(cls: type[T]) -> T:
 
 
 # Settings whose values never appear in an error message.
+def webhook_keys(secrets: str, *, check: bool = False) -> list[bytes]:
+    """The keys of `WEBHOOK_SECRET`, newest first: `whsec_<base64>` entries separated by
+    spaces or commas (Standard Webhooks' form). With `check`, a malformed entry raises
+    `ValueError`."""
+    keys = []
+    for entry in secrets.replace(",", " ").split():
+        if not entry.startswith("whsec_"):
+            if check:
+                raise ValueError("each key must be `whsec_` and the key in base64")
+            continue
+        try:
+            keys.append(base64.b64decode(entry.removeprefix("whsec_"), validate=True))
+        except (ValueError, binascii.Error):
+            if check:
+                raise ValueError("each key must be `whsec_` and the key in base64") from None
+    return keys
+
+
 SECRET_FIELDS = {"api_keys", "flower_basic_auth", "webhook_secret", "redis_sentinel_password"}
 BAD_SETTINGS_EXIT = 2
 

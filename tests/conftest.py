@@ -108,14 +108,14 @@ def http_service(redis_url, worker, tmp_path_factory):
 
 
 def make_settings(redis_url: str, **overrides):
-    """Test settings. URL submissions may reach 127.0.0.1 on any port, where the
-    tests' image servers listen (a deployment never needs that); the SSRF tests
-    override it. Rate limits are off (every test client is 127.0.0.1); their tests
+    """Test settings. URL submissions and webhooks may reach 127.0.0.1 on any port,
+    over plain http, where the tests' servers listen (a deployment never needs that);
+    the SSRF tests override it. Rate limits are off (every test client is 127.0.0.1); their tests
     set one."""
     unknown = set(overrides) - set(WebSettings.model_fields)
     assert not unknown, f"not settings of the web tier: {unknown}"
     overrides = {"url_fetch_allow_networks": "127.0.0.1/32", "url_fetch_allow_ports": "any",
-                 "rate_limit": "", **overrides}
+                 "webhook_http_networks": "127.0.0.1/32", "rate_limit": "", **overrides}
     return WebSettings.load(redis_url=redis_url, **overrides)
 
 

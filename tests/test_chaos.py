@@ -44,7 +44,8 @@ JOBS = 300
 CLIENTS = 4
 SUBMIT_INTERVAL = 0.6  # per client: about 6.7 jobs/s in all, near what the workers do
 QUEUE = "chaos"
-WEBHOOK_ENV = {"WEBHOOK_SECRET": SECRET, "URL_FETCH_ALLOW_NETWORKS": "127.0.0.1/32",
+WEBHOOK_ENV = {"WEBHOOK_SECRET": SECRET, "WEBHOOK_HTTP_NETWORKS": "127.0.0.1/32",
+               "URL_FETCH_ALLOW_NETWORKS": "127.0.0.1/32",
                "URL_FETCH_ALLOW_PORTS": "any"}
 WORKER_ENV = {
     "VISIBILITY_TIMEOUT_SECONDS": 5,

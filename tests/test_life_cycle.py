@@ -15,11 +15,12 @@ import redis
 from bench.stack import await_condition, free_port, start_worker
 from shared.celery_app import make_celery
 from shared.job_data.store import JobStore
+from shared.settings import webhook_keys
 from shared.url_guard import AddressPolicy
 from tests.conftest import make_settings, running_app
 from tests.support.gated_worker import GATE_DIR_VAR, GATE_MARKER
 from tests.support.images import jpeg
-from tests.support.webhook_receiver import SECRET, Receiver
+from tests.support.webhook_receiver import SECRET, WEBHOOK_ENV, Receiver
 from worker.redelivery import LostJobSweeper
 from worker.webhooks import WebhookDispatcher, WebhookSender
 
@@ -32,7 +33,7 @@ def gated(redis_url, tmp_path_factory):
     queue = f"life-{uuid.uuid4().hex[:6]}"
     gate = tmp_path_factory.mktemp("gate")
     worker = start_worker(redis_url, queue, tmp_path_factory.mktemp("life") / "worker.log",
-                          module="tests.support.gated_worker", WEBHOOK_SECRET=SECRET,
+                          module="tests.support.gated_worker", **WEBHOOK_ENV,
                           URL_FETCH_ALLOW_NETWORKS="127.0.0.1/32", URL_FETCH_ALLOW_PORTS="any",
                           **{GATE_DIR_VAR: gate})
     settings = make_settings(redis_url, queue_name=queue, webhook_secret=SECRET)
@@ -153,7 +154,8 @@ def test_a_delivery_whose_dispatcher_died_is_sent_by_another_once(idle_settings)
         taken = store.outbox.claim(lease_seconds=0.5)  # ...by a dispatcher that dies
         assert taken is not None and taken.job_id == "job-1"
         assert store.outbox.claim(lease_seconds=0.5) is None  # leased, not handed twice
-        sender = WebhookSender(store, secret=SECRET.encode(), timeout=5,
+        sender = WebhookSender(store, keys=webhook_keys(SECRET), timeout=5,
+                               http_networks=(ipaddress.ip_network("127.0.0.1/32"),),
                                policy=AddressPolicy((ipaddress.ip_network("127.0.0.1/32"),),
                                                      allow_ports=None))
         dispatcher = WebhookDispatcher(store, sender, max_attempts=3, threads=1)

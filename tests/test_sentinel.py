@@ -85,7 +85,7 @@ def test_the_primarys_death_under_load_loses_no_accepted_job(cluster, tmp_path):
     202 or 200 ends, once; no 500; submissions are admitted again within 30 s; the
     killed primary, restarted, rejoins as a replica; one webhook per job."""
     queue = "failover"
-    env = {**cluster.env, "WEBHOOK_SECRET": SECRET,
+    env = {**cluster.env, "WEBHOOK_SECRET": SECRET, "WEBHOOK_HTTP_NETWORKS": "127.0.0.1/32",
            "URL_FETCH_ALLOW_NETWORKS": "127.0.0.1/32", "URL_FETCH_ALLOW_PORTS": "any"}
     workers = [start_worker(cluster.env["REDIS_URL"], queue, tmp_path / f"worker-{n}.log",
                             wait_ready=False, WORKER_HEARTBEAT_SECONDS=0.5,

@@ -1,11 +1,11 @@
-"""Webhooks against a real local HTTP receiver that verifies the signature: a job
-that asks for one is POSTed, signed, when it finishes (the body is what GET
-/jobs/<id> answers); a failing receiver is retried with backoff; the URL passes
-the SSRF guard at submission and at delivery; without WEBHOOK_SECRET, webhooks
-are refused. Every listener is on loopback."""
+"""Webhooks against a real local HTTP receiver that verifies each delivery with the
+`standardwebhooks` library: a job that asks for one is POSTed, signed (Standard
+Webhooks 1.0), when it finishes (the body's `data` is what GET /jobs/<id> answers); a
+failing receiver is retried with backoff; the URL passes the SSRF guard at submission
+and at delivery; plain http only to WEBHOOK_HTTP_NETWORKS; without WEBHOOK_SECRET,
+webhooks are refused. Every listener is on loopback."""
 
 import itertools
-import json
 import time
 import uuid
 from contextlib import contextmanager
@@ -18,7 +18,7 @@ from shared.lanes import served_lists
 from tests.conftest import make_settings, running_app
 from tests.support.http_server import Trap
 from tests.support.images import jpeg
-from tests.support.webhook_receiver import SECRET, Receiver
+from tests.support.webhook_receiver import SECRET, WEBHOOK_ENV, Receiver
 
 pytestmark = pytest.mark.processes
 
@@ -28,8 +28,8 @@ def hooked_stack(redis_url, tmp_path_factory):
     (where the receivers listen) and nothing else that is not public."""
     queue = f"hooks-{uuid.uuid4().hex[:6]}"
     worker = start_worker(redis_url, queue, tmp_path_factory.mktemp("hooks") / "worker.log",
-                          WEBHOOK_SECRET=SECRET, URL_FETCH_ALLOW_NETWORKS="127.0.0.1/32",
-                          URL_FETCH_ALLOW_PORTS="any")
+                          URL_FETCH_ALLOW_NETWORKS="127.0.0.1/32", URL_FETCH_ALLOW_PORTS="any",
+                          **WEBHOOK_ENV)
     settings = make_settings(redis_url, queue_name=queue, webhook_secret=SECRET)
     with running_app(settings) as app:
         yield app.test_client(), worker, settings
@@ -68,13 +68,14 @@ def test_a_finished_job_is_posted_signed_to_its_webhook(hooked):
     delivery = receiver.deliveries[0]
     assert delivery["verified"] and delivery["tampered_fails"]
     assert delivery["job_id"] == job_id and delivery["path"] == "/hook"
-    assert json.loads(delivery["body"]) == final and final["status"] == "succeeded"
+    assert delivery["job"] == final and final["status"] == "succeeded"
+    assert delivery["envelope"]["type"] == "job.completed"
     assert len(receiver.deliveries) == 1
 
 
 def test_a_job_that_asks_for_started_gets_it_before_completed(hooked):
     """`webhook_events=started,completed`: one delivery when a worker starts the job,
-    one when it ends, each named in `Resq-Event`; the default sends only the end."""
+    one when it ends, each named in the body's `type`; the default sends only the end."""
     receiver = Receiver()
     try:
         both = hooked.post(f"/jobs?webhook={receiver.url}&webhook_events=started,completed",
@@ -108,7 +109,7 @@ def test_a_job_that_expires_in_the_queue_still_gets_its_webhook(hooked_stack):
     finally:
         receiver.close()
     (delivery,) = receiver.deliveries
-    body = json.loads(delivery["body"])
+    body = delivery["job"]
     assert delivery["job_id"] == job_id and delivery["event"] == "completed"
     assert body["status"] == "failed" and body["error"]["code"] == "expired"
 
@@ -135,7 +136,7 @@ def test_a_failed_job_and_a_url_job_deliver_too(hooked):
         await_condition(lambda: receiver.deliveries, 60, "the webhook delivery")
     finally:
         receiver.close()
-    body = json.loads(receiver.deliveries[0]["body"])
+    body = receiver.deliveries[0]["job"]
     assert body["id"] == broken and body["status"] == "failed"
     assert body["error"]["code"] == "bad_image"
 

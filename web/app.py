@@ -63,6 +63,7 @@ def create_app(settings: WebSettings | None = None) -> Flask:
                                policy=AddressPolicy(settings.url_fetch_allow_networks,
                                                     settings.url_fetch_allow_ports)),
             webhooks_enabled=settings.webhooks_on,
+            webhook_http_networks=settings.webhook_http_networks,
         ),
         wait_slots=WaitSlots.for_threads(settings.web_threads, settings.wait_max_concurrent,
                                          settings.wait_max_per_key),

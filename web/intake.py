@@ -12,7 +12,7 @@ from pydantic import BaseModel, ValidationError
 from shared.api_models import InputForm, SubmitOptions, UrlSubmission
 from shared.errors import BadRequest, InvalidField, PayloadTooLarge, UnsupportedMediaType
 from shared.images import ACCEPTED_MEDIA_TYPES, inspect_image
-from shared.pinned_http import url_parts
+from shared.pinned_http import check_plain_http, url_parts
 from web.idempotency import fingerprint
 from web.url_fetch import UrlFetcher
 
@@ -46,12 +46,14 @@ def validate(model: type[BaseModel], data: dict) -> BaseModel:
 
 class Intake:
     def __init__(self, *, max_upload_bytes: int, max_image_pixels: int, fetcher: UrlFetcher,
-                 max_decode_bytes: int | None = None, webhooks_enabled: bool = False):
+                 max_decode_bytes: int | None = None, webhooks_enabled: bool = False,
+                 webhook_http_networks: tuple = ()):
         self.max_upload_bytes = max_upload_bytes
         self.max_image_pixels = max_image_pixels
         self.max_decode_bytes = max_decode_bytes
         self.fetcher = fetcher
         self.webhooks_enabled = webhooks_enabled
+        self.webhook_http_networks = webhook_http_networks
 
     def read(self, request: Request) -> list[Submission]:
         """One submission per image: several only for a multipart body with several
@@ -86,13 +88,16 @@ class Intake:
         return submissions
 
     def _check_webhook(self, url: str) -> None:
-        """Webhooks must be on, and the URL one the SSRF guard lets through (it is
-        checked again at each delivery)."""
+        """Webhooks must be on, and the URL one the SSRF guard lets through, over https
+        (or plain http to `WEBHOOK_HTTP_NETWORKS`); all is checked again at each
+        delivery."""
         if not self.webhooks_enabled:
             raise InvalidField("webhook: webhooks are off on this server (no WEBHOOK_SECRET)",
                                details=[{"field": "webhook", "message": "webhooks are off"}])
-        _, host, port, _ = url_parts(url)
-        self.fetcher.policy.checked_address(host, port, self.fetcher.resolver)
+        scheme, host, port, _ = url_parts(url)
+        address = self.fetcher.policy.checked_address(host, port, self.fetcher.resolver)
+        if scheme == "http":
+            check_plain_http(address, self.webhook_http_networks)
 
     def _options(self, request: Request, extra=None) -> SubmitOptions:
         data = dict(request.args.items())

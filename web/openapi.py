@@ -71,15 +71,17 @@ _TOP_K = {
 }
 _WEBHOOK = {
     "name": "webhook", "in": "query", "required": False,
-    "description": "http(s) URL that gets the finished job by POST, signed in "
-                   "`Resq-Signature` (see docs/clients.md); the server must set WEBHOOK_SECRET.",
+    "description": "https URL that gets the finished job by POST, signed as Standard "
+                   "Webhooks 1.0 has it (`webhook-id`, `webhook-timestamp`, "
+                   "`webhook-signature`: see docs/clients.md); the server must have webhooks "
+                   "on, and plain http goes only to its WEBHOOK_HTTP_NETWORKS.",
     "schema": {"type": "string", "format": "uri", "maxLength": MAX_URL_LENGTH},
 }
 _EVENTS = "|".join(get_args(WebhookEvent))
 _WEBHOOK_EVENTS = {
     "name": "webhook_events", "in": "query", "required": False,
     "description": "When the webhook is sent, comma-separated: `completed` (default), "
-                   "`started`, or both (`Resq-Event` names which).",
+                   "`started`, or both (the body's `type` says which).",
     "schema": {"type": "string", "pattern": f"^({_EVENTS})(,({_EVENTS}))*$",
                "default": "completed"},
 }

@@ -14,6 +14,7 @@ from shared import log_format
 from shared.celery_app import make_celery
 from shared.job_data.store import JobStore, ReplicaAcks
 from shared.redis_client import RedisTarget, connect
+from shared.settings import webhook_keys
 from shared.url_guard import AddressPolicy
 from worker import health, metrics
 from worker.health import Liveness
@@ -98,7 +99,8 @@ def _load_model_before_consuming(**_):
     load_classifier(settings)
     heartbeat.start()
     sweeper.start()
-    sender = WebhookSender(store, secret=settings.webhook_secret.get_secret_value().encode(),
+    sender = WebhookSender(store, keys=webhook_keys(settings.webhook_secret.get_secret_value()),
+                           http_networks=settings.webhook_http_networks,
                            timeout=settings.webhook_timeout_seconds,
                            policy=AddressPolicy(settings.url_fetch_allow_networks,
                                                 settings.url_fetch_allow_ports))

@@ -1,16 +1,23 @@
-"""Webhook delivery: when a job ends (and, if it asked with `webhook_events`, when a
-worker starts it), its webhook URL gets the job as it is then (the same body as
-`GET /jobs/<id>`) by POST, signed, through the SSRF guard; `Resq-Event` says which.
+"""Webhook delivery, as Standard Webhooks 1.0 has it: when a job ends (and, if it asked
+with `webhook_events`, when a worker starts it), its webhook URL gets a POST of
 
-Signature (as Stripe's): the header
-    Resq-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(WEBHOOK_SECRET, "<t>." + body)>
-A receiver recomputes the HMAC over the timestamp, a dot and the raw body, compares
-in constant time, and refuses old timestamps (replays). `Resq-Job-Id` names the job;
-`Resq-Delivery-Id` names the delivery, the same on every attempt, so a receiver
-drops a delivery it has seen (delivery is at least once on the wire).
+    {"type": "job.completed" | "job.started", "timestamp": "<ISO 8601, the event's time>",
+     "data": <the job as it was then: the body of GET /jobs/<id>>}
+
+with the headers `webhook-id` (the delivery's id, the same on every attempt, for a
+receiver to drop a repeat: delivery is at least once on the wire), `webhook-timestamp`
+(Unix seconds of the attempt) and `webhook-signature`: `v1,<base64 HMAC-SHA256 of
+"<id>.<timestamp>.<body>">`, one per key of `WEBHOOK_SECRET` (`whsec_` keys, newest
+first), space-separated, so that a receiver verifies with either key during a
+rotation. The id and the event (in the body) are signed with the body: a delivery
+cannot be replayed under another id or passed off as another event. Receivers verify
+with the `standardwebhooks` library (any language) or `resq_client.webhooks.verify`.
+
+A webhook goes over https, or over plain http only to `WEBHOOK_HTTP_NETWORKS`; every
+address is checked by the SSRF guard at each delivery.
 
 Durable: the delivery is written to the job store's outbox in the same atomic step
-that ends the job (`shared.job_store`), so a Redis blip at that moment loses
+that ends the job (`shared.job_data.store`), so a Redis blip at that moment loses
 nothing. Each worker runs a few dispatcher threads of their own, apart from the
 classification pool, that lease due deliveries from the outbox, POST them, and
 then remove them, or put them back with backoff (1, 2, 4 ... s, at most 60 s)
@@ -21,12 +28,16 @@ tried again.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
+import json
 import logging
 import threading
 import time
+from datetime import UTC, datetime
 from http.client import HTTPException
+from ipaddress import IPv4Network, IPv6Network
 
 from urllib3.exceptions import HTTPError
 
@@ -40,30 +51,27 @@ from worker import metrics
 
 log = logging.getLogger(__name__)
 
-SIGNATURE_HEADER = "Resq-Signature"
-DELIVERY_HEADER = "Resq-Delivery-Id"
-EVENT_HEADER = "Resq-Event"  # `started` or `completed` (a job's `webhook_events`)
+ID_HEADER = "webhook-id"
+TIMESTAMP_HEADER = "webhook-timestamp"
+SIGNATURE_HEADER = "webhook-signature"
 MAX_BACKOFF_SECONDS = 60
 IDLE_POLL_SECONDS = 0.25
 
 
-def signature(secret: bytes, timestamp: int, body: bytes) -> str:
-    digest = hmac.new(secret, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={digest}"
+def signature(keys: list[bytes], delivery_id: str, timestamp: int, body: bytes) -> str:
+    """`webhook-signature`: `v1,<base64 HMAC-SHA256>` of "id.timestamp.body" under each
+    key, space-separated."""
+    signed = f"{delivery_id}.{timestamp}.".encode() + body
+    return " ".join("v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest())
+                    .decode() for key in keys)
 
 
-def verify(secret: bytes, header: str, body: bytes, *, tolerance: float = 300,
-           now: float | None = None) -> bool:
-    """What a receiver does (also documented in docs/clients.md)."""
-    fields = dict(part.split("=", 1) for part in header.split(",") if "=" in part)
-    try:
-        timestamp = int(fields["t"])
-    except (KeyError, ValueError):
-        return False
-    if abs((now or time.time()) - timestamp) > tolerance:
-        return False
-    expected = signature(secret, timestamp, body).split("v1=", 1)[1]
-    return hmac.compare_digest(expected, fields.get("v1", ""))
+def envelope(delivery: Delivery, job: dict) -> bytes:
+    """The body Standard Webhooks recommends: the event's type and time, and its data."""
+    when = datetime.fromtimestamp(delivery.at or time.time(), UTC)
+    return json.dumps({"type": f"job.{delivery.event}",
+                       "timestamp": when.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                       "data": job}, separators=(",", ":")).encode()
 
 
 class DeliveryFailed(Exception):
@@ -71,13 +79,15 @@ class DeliveryFailed(Exception):
 
 
 class WebhookSender:
-    def __init__(self, store: JobStore, *, secret: bytes, timeout: float,
-                 policy: AddressPolicy, resolver: Resolver = resolve):
+    def __init__(self, store: JobStore, *, keys: list[bytes], timeout: float,
+                 policy: AddressPolicy, resolver: Resolver = resolve,
+                 http_networks: tuple[IPv4Network | IPv6Network, ...] = ()):
         self.store = store
-        self.secret = secret
+        self.keys = keys
         self.timeout = timeout
         self.policy = policy
         self.resolver = resolver
+        self.http_networks = http_networks
 
     def deliver(self, delivery: Delivery) -> bool:
         """True once delivered; False when there is nothing to deliver (the job
@@ -89,16 +99,16 @@ class WebhookSender:
                   else self.store.record(delivery.job_id))
         if record is None:
             return False
-        body = job_view(record).model_dump_json().encode()
+        body = envelope(delivery, job_view(record).model_dump(mode="json"))
+        sent_at = int(time.time())
         headers = {"Content-Type": "application/json", "User-Agent": "resq-webhook",
-                   "Resq-Job-Id": delivery.job_id, DELIVERY_HEADER: delivery.id,
-                   EVENT_HEADER: delivery.event,
-                   SIGNATURE_HEADER: signature(self.secret, int(time.time()), body)}
+                   ID_HEADER: delivery.id, TIMESTAMP_HEADER: str(sent_at),
+                   SIGNATURE_HEADER: signature(self.keys, delivery.id, sent_at, body)}
         deadline = Deadline(self.timeout)  # the whole attempt: lookup, send, answer
         try:
             response, exchange = pinned_request(
                 "POST", delivery.url, policy=self.policy, resolver=self.resolver, body=body,
-                deadline=deadline, headers=headers)
+                deadline=deadline, headers=headers, plain_http_networks=self.http_networks)
         except BadUrl as error:
             log.error("webhook of job %s refused: %s", delivery.job_id, error.message,
                       extra={"job_id": delivery.job_id})

@@ -72,7 +72,7 @@ local function enqueue_webhook(outbox, delivery, delivery_id, job_id, url, event
     return
   end
   redis.call('HSET', delivery, 'job_id', job_id, 'url', url, 'attempts', 0, 'event', event,
-             'body', body)
+             'body', body, 'at', now)
   redis.call('EXPIRE', delivery, ttl)
   redis.call('ZADD', outbox, now, delivery_id)
 end

@@ -36,6 +36,7 @@ class Delivery:
     attempts: int
     event: WebhookEvent = "completed"
     body: bytes = b""  # the job as it was at the event (JSON, without its id)
+    at: float = 0.0  # when the event happened (Unix seconds)
 
 
 class WebhookOutbox:
@@ -58,7 +59,7 @@ class WebhookOutbox:
         return Delivery(id=delivery_id, job_id=fields[b"job_id"].decode(),
                         url=fields[b"url"].decode(), attempts=int(fields[b"attempts"]),
                         event=fields.get(b"event", b"completed").decode(),
-                        body=fields.get(b"body", b""))
+                        body=fields.get(b"body", b""), at=float(fields.get(b"at", 0) or 0))
 
     def done(self, delivery: Delivery) -> None:
         """Delivered, or given up: the delivery leaves the outbox."""

@@ -46,7 +46,8 @@ def test_a_trickling_webhook_receiver_is_cut_off_at_the_deadline(phase):
                                                              "message": "cancelled"})
 
     server = TrickleServer(phase)
-    sender = WebhookSender(OneJob(), secret=b"s", timeout=DEADLINE, policy=LOOPBACK)
+    sender = WebhookSender(OneJob(), keys=[b"k" * 32], timeout=DEADLINE, policy=LOOPBACK,
+                           http_networks=LOOPBACK.allow_networks)
     delivery = Delivery(id="d-1", job_id="job-1", url=server.url, attempts=0)
     try:
         if phase == "headers":  # no answer in time: tried again later

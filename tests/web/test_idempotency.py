@@ -8,6 +8,7 @@ import uuid
 from tests.conftest import make_settings, running_app
 from tests.support.http_server import serve
 from tests.support.images import jpeg
+from tests.support.webhook_receiver import SECRET
 
 
 def _post(client, body=None, key=None, **kwargs):
@@ -94,7 +95,7 @@ def test_every_option_of_the_request_is_part_of_it(redis_url):
     """The same key with any option changed is another request: 409, never the old
     job (deadline_seconds and webhook_events used to be left out and replayed)."""
     settings = make_settings(redis_url, queue_name=f"idle-{uuid.uuid4().hex[:8]}",
-                             webhook_secret="whsec-test-0123456789")
+                             webhook_secret=SECRET)
     webhook = "http://127.0.0.1:9/hook"
     key = str(uuid.uuid4())
     base = f"?webhook={webhook}"

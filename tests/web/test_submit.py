@@ -6,6 +6,7 @@ from torchvision.models import ResNet50_Weights
 from bench.stack import worker_engine, worker_precision
 from tests.support.http_server import serve
 from tests.support.images import jpeg, photo, png
+from tests.support.webhook_receiver import SECRET
 
 CATEGORIES = ResNet50_Weights.IMAGENET1K_V2.meta["categories"]
 
@@ -141,9 +142,30 @@ def test_the_web_tier_takes_webhooks_when_told_without_holding_the_secret(redis_
     queue = f"idle-{uuid.uuid4().hex[:8]}"
     hook = "?webhook=http://127.0.0.1:9/hook"
     for options, expected in (({"webhooks_enabled": True}, 202), ({}, 422),
-                              ({"webhook_secret": "s" * 20, "webhooks_enabled": False}, 422),
-                              ({"webhook_secret": "s" * 20}, 202)):
+                              ({"webhook_secret": SECRET, "webhooks_enabled": False}, 422),
+                              ({"webhook_secret": SECRET}, 202)):
         with running_app(make_settings(redis_url, queue_name=queue, **options)) as app:
             answer = app.test_client().post(f"/jobs{hook}", data=jpeg(32, 24),
                                             content_type="image/jpeg")
         assert answer.status_code == expected, (options, answer.get_json())
+
+
+def test_a_webhook_over_plain_http_needs_its_network_named(redis_url):
+    """https only, unless WEBHOOK_HTTP_NETWORKS names the network (the tests' settings
+    name loopback; here it is taken away)."""
+    import uuid
+
+    from tests.conftest import make_settings, running_app
+    from tests.support.images import jpeg
+
+    settings = make_settings(redis_url, queue_name=f"idle-{uuid.uuid4().hex[:8]}",
+                             webhooks_enabled=True, webhook_http_networks="")
+    with running_app(settings) as app:
+        client = app.test_client()
+        plain = client.post("/jobs?webhook=http://127.0.0.1:9/hook", data=jpeg(32, 24),
+                            content_type="image/jpeg")
+        secure = client.post("/jobs?webhook=https://127.0.0.1:9/hook", data=jpeg(32, 24),
+                             content_type="image/jpeg")
+    assert plain.status_code == 400 and plain.get_json()["error"]["code"] == "bad_url"
+    assert "https" in plain.get_json()["error"]["message"]
+    assert secure.status_code == 202
