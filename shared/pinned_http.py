@@ -76,12 +76,18 @@ class DeadlineExceeded(Exception):
     """The request's deadline passed (in the lookup, or before a step began)."""
 
 
-# Name lookups have no timeout of their own: each runs in this small pool, and the
-# request stops waiting for it at its deadline.
+# A resolver with no deadline of its own (the system's, a test's) runs in this small
+# pool, and the request stops waiting for it at its deadline. resq's own resolver
+# (`shared.dns_resolver.DnsResolver`) gives up at the deadline itself, in the
+# request's thread, and never uses the pool.
 _LOOKUPS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="dns")
 
 
-def _within(deadline: Deadline, resolver: Resolver) -> Resolver:
+def within(deadline: Deadline, resolver: Resolver) -> Resolver:
+    """`resolver`, giving up at `deadline`."""
+    if hasattr(resolver, "within"):
+        return resolver.within(max(0.0, deadline.remaining()))
+
     def lookup(host: str, port: int) -> list[str]:
         future = _LOOKUPS.submit(resolver, host, port)
         try:
@@ -158,7 +164,7 @@ def pinned_request(method: str, url: str, *, policy: AddressPolicy, resolver: Re
     scheme, host, port, target = url_parts(url)
     if deadline.expired():
         raise DeadlineExceeded("the deadline passed before the request began")
-    address = policy.checked_address(host, port, _within(deadline, resolver))
+    address = policy.checked_address(host, port, within(deadline, resolver))
     if scheme == "http" and plain_http_networks is not None:
         check_plain_http(address, plain_http_networks)
     timeout = max(0.001, deadline.remaining())

@@ -105,6 +105,17 @@ class CommonSettings(BaseSettings):
     receiver verifies with either during a rotation. Empty: webhooks are off, and a
     job that asks for one is refused (422)."""
 
+    dns_nameservers: Annotated[tuple[tuple[str, int], ...], NoDecode] = ()
+    """Comma-separated `address[:port]` of the name servers that URL fetches and
+    webhooks ask; empty (the default): /etc/resolv.conf's."""
+
+    dns_lookups_per_zone: int = Field(4, ge=1, le=100)
+    """Lookups of one zone (a name's last two labels) a process runs at once; one more
+    waits for a slot within its request's deadline (a URL or webhook submission), or
+    is put back for later (a webhook delivery; a worker gives one zone at most half
+    of its `WEBHOOK_THREADS`), so that a zone whose DNS answers slowly costs its own
+    URLs and webhooks alone."""
+
     webhook_http_networks: Annotated[tuple[IPvAnyNetwork, ...], NoDecode] = ()
     """Comma-separated networks (`10.0.0.0/8`) to which a webhook may go over plain
     http. Empty (the default): webhooks go over https only."""
@@ -137,6 +148,21 @@ class CommonSettings(BaseSettings):
             if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
                 raise ValueError(f"{item!r} is not host:port")
             found.append((host.strip("[]"), int(port)))
+        return tuple(found)
+
+    @field_validator("dns_nameservers", mode="before")
+    @classmethod
+    def _nameservers(cls, value):
+        if not isinstance(value, str):
+            return value
+        found = []
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            host, sep, port = item.rpartition(":") if item.count(":") == 1 else (item, "", "")
+            if not sep:
+                host, port = item, "53"
+            if not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{item!r} is not address[:port]")
+            found.append((host, int(port)))
         return tuple(found)
 
     @field_validator("webhook_secret")

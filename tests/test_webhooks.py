@@ -160,3 +160,48 @@ def test_without_a_secret_webhooks_are_refused(idle_client):
                                 content_type="image/jpeg")
     assert response.status_code == 422
     assert "webhook" in response.get_json()["error"]["message"]
+
+
+def test_a_zone_whose_dns_never_answers_costs_other_webhooks_nothing(redis_url, tmp_path):
+    """A DNS server on loopback never answers one zone. 100 ended jobs have webhooks in
+    that zone; then one job's webhook is an ordinary receiver. Its delivery comes while
+    most of the slow zone's deliveries have not even been looked up: one zone holds at
+    most DNS_LOOKUPS_PER_ZONE lookups of a worker, each gives up at its deadline, and
+    the others are tried again later, out of the way."""
+    from shared.job_data.records import new_job_id
+    from shared.job_data.store import JobStore, NewJob
+    from tests.support.dns_server import DnsServer
+
+    queue = f"dns-{uuid.uuid4().hex[:6]}"
+    with DnsServer() as dns, Receiver() as receiver:
+        port = receiver.url.split(":")[2].split("/")[0]
+        worker = start_worker(redis_url, queue, tmp_path / "worker.log", **WEBHOOK_ENV,
+                              DNS_NAMESERVERS=dns.setting, URL_FETCH_ALLOW_PORTS="any",
+                              URL_FETCH_ALLOW_NETWORKS="127.0.0.1/32")
+        settings = make_settings(redis_url, queue_name=queue, webhook_secret=SECRET,
+                                 dns_nameservers=dns.setting)
+        try:
+            import redis
+
+            store = JobStore(redis.Redis.from_url(redis_url), make_celery(settings),
+                             queue=queue, ttl_seconds=600)
+            for n in range(100):  # ended at once: 100 deliveries due, in the slow zone
+                job = NewJob(new_job_id(), jpeg(32, 24))
+                store.create_many([job], top_k=5, form="raw",
+                                  webhook=f"http://hook{n}.slow.test:{port}/hook")
+                store.cancel(job.id)
+            await_condition(lambda: dns.queries["slow.test"] >= 1, 30, "the first slow lookup")
+            with running_app(settings) as app:
+                sent = time.monotonic()
+                normal = app.test_client().post(
+                    f"/jobs?webhook=http://receiver.fast.test:{port}/hook", data=jpeg(),
+                    content_type="image/jpeg").get_json()["id"]
+                await_condition(lambda: receiver.of(normal), 120, "the ordinary webhook")
+                took = time.monotonic() - sent
+            looked_up = dns.queries["slow.test"]
+        finally:
+            worker.stop()
+    print(f"\nthe ordinary webhook came {took:.1f} s after its job was submitted, while the "
+          f"slow zone had been asked {looked_up} times for its 100 deliveries")
+    assert receiver.of(normal)[0]["verified"]
+    assert looked_up < 100  # most of the slow zone's deliveries were never in the way

@@ -8,6 +8,7 @@ from flask import Flask
 
 from shared import __version__
 from shared.celery_app import make_celery
+from shared.dns_resolver import DnsResolver
 from shared.job_data.keys import QueueKeys
 from shared.patches import refuse_decompression_bombs
 from shared.queue_metrics import QueueCollector
@@ -61,7 +62,10 @@ def create_app(settings: WebSettings | None = None) -> Flask:
             fetcher=UrlFetcher(max_bytes=settings.max_upload_bytes,
                                timeout_seconds=settings.url_fetch_timeout_seconds,
                                policy=AddressPolicy(settings.url_fetch_allow_networks,
-                                                    settings.url_fetch_allow_ports)),
+                                                    settings.url_fetch_allow_ports),
+                               resolver=DnsResolver(settings.dns_nameservers,
+                                                    per_zone=settings.dns_lookups_per_zone,
+                                                    wait_for_slot=True)),
             webhooks_enabled=settings.webhooks_on,
             webhook_http_networks=settings.webhook_http_networks,
         ),

@@ -10,9 +10,15 @@ from flask import Request
 from pydantic import BaseModel, ValidationError
 
 from shared.api_models import InputForm, SubmitOptions, UrlSubmission
-from shared.errors import BadRequest, InvalidField, PayloadTooLarge, UnsupportedMediaType
+from shared.errors import (
+    BadRequest,
+    BadUrl,
+    InvalidField,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
 from shared.images import ACCEPTED_MEDIA_TYPES, inspect_image
-from shared.pinned_http import check_plain_http, url_parts
+from shared.pinned_http import Deadline, DeadlineExceeded, check_plain_http, url_parts, within
 from web.idempotency import fingerprint
 from web.url_fetch import UrlFetcher
 
@@ -95,7 +101,12 @@ class Intake:
             raise InvalidField("webhook: webhooks are off on this server (no WEBHOOK_SECRET)",
                                details=[{"field": "webhook", "message": "webhooks are off"}])
         scheme, host, port, _ = url_parts(url)
-        address = self.fetcher.policy.checked_address(host, port, self.fetcher.resolver)
+        lookup = within(Deadline(self.fetcher.timeout), self.fetcher.resolver)
+        try:
+            address = self.fetcher.policy.checked_address(host, port, lookup)
+        except (OSError, DeadlineExceeded):  # the lookup's deadline (no thread left behind)
+            raise BadUrl(f"the webhook's host {host!r} did not resolve within "
+                         f"{self.fetcher.timeout:g} s") from None
         if scheme == "http":
             check_plain_http(address, self.webhook_http_networks)
 

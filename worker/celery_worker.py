@@ -12,6 +12,7 @@ from celery.signals import setup_logging, task_postrun, task_received, worker_in
 
 from shared import log_format
 from shared.celery_app import make_celery
+from shared.dns_resolver import DnsResolver
 from shared.job_data.store import JobStore, ReplicaAcks
 from shared.redis_client import RedisTarget, connect
 from shared.settings import webhook_keys
@@ -99,11 +100,15 @@ def _load_model_before_consuming(**_):
     load_classifier(settings)
     heartbeat.start()
     sweeper.start()
+    # One zone takes at most half of the dispatchers: the others go on with other
+    # receivers' deliveries.
+    zone_share = min(settings.dns_lookups_per_zone, max(1, settings.webhook_threads // 2))
     sender = WebhookSender(store, keys=webhook_keys(settings.webhook_secret.get_secret_value()),
                            http_networks=settings.webhook_http_networks,
                            timeout=settings.webhook_timeout_seconds,
                            policy=AddressPolicy(settings.url_fetch_allow_networks,
-                                                settings.url_fetch_allow_ports))
+                                                settings.url_fetch_allow_ports),
+                           resolver=DnsResolver(settings.dns_nameservers, per_zone=zone_share))
     WebhookDispatcher(store, sender, max_attempts=settings.webhook_max_attempts,
                       threads=settings.webhook_threads).start()
     settings.worker_ready_file.write_text("ready\n")  # the startup probe's signal

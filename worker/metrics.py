@@ -64,7 +64,7 @@ def initialise() -> None:
         JOBS.labels(outcome=JobStatus.FAILED.value, code=code)
     for reason in ("terminal", "unknown", "ended_meanwhile"):
         MESSAGES_DROPPED.labels(reason=reason)
-    for outcome in ("delivered", "retried", "gave_up", "refused"):
+    for outcome in ("delivered", "retried", "deferred", "gave_up", "refused"):
         WEBHOOKS.labels(outcome=outcome)
 
 

@@ -41,6 +41,7 @@ from ipaddress import IPv4Network, IPv6Network
 
 from urllib3.exceptions import HTTPError
 
+from shared.dns_resolver import ZoneBusy
 from shared.errors import BadUrl
 from shared.job_data.outbox import Delivery
 from shared.job_data.records import parse_record
@@ -78,6 +79,13 @@ class DeliveryFailed(Exception):
     """The receiver did not take the delivery; it may be tried again."""
 
 
+class DeliveryDeferred(Exception):
+    """Not tried: the URL's zone has as many lookups under way as a worker allows."""
+
+
+DEFER_SECONDS = 1.0
+
+
 class WebhookSender:
     def __init__(self, store: JobStore, *, keys: list[bytes], timeout: float,
                  policy: AddressPolicy, resolver: Resolver = resolve,
@@ -109,6 +117,8 @@ class WebhookSender:
             response, exchange = pinned_request(
                 "POST", delivery.url, policy=self.policy, resolver=self.resolver, body=body,
                 deadline=deadline, headers=headers, plain_http_networks=self.http_networks)
+        except ZoneBusy:
+            raise DeliveryDeferred() from None
         except BadUrl as error:
             log.error("webhook of job %s refused: %s", delivery.job_id, error.message,
                       extra={"job_id": delivery.job_id})
@@ -168,6 +178,10 @@ class WebhookDispatcher:
     def attempt(self, delivery: Delivery) -> None:
         try:
             delivered = self.sender.deliver(delivery)
+        except DeliveryDeferred:
+            metrics.WEBHOOKS.labels(outcome="deferred").inc()
+            self.store.outbox.defer(delivery, DEFER_SECONDS)
+            return
         except DeliveryFailed as error:
             tried = delivery.attempts + 1
             if tried >= self.max_attempts:

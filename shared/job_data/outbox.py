@@ -68,6 +68,11 @@ class WebhookOutbox:
             pipe.delete(self.keys.delivery(delivery.id))
             pipe.execute()
 
+    def defer(self, delivery: Delivery, retry_in: float) -> None:
+        """Put the delivery back for `retry_in` seconds, no attempt counted (it was not
+        tried: its zone's lookups were all taken)."""
+        self.client.zadd(self.outbox_key, {delivery.id: time.time() + retry_in}, xx=True)
+
     def failed(self, delivery: Delivery, retry_in: float) -> None:
         """Try the delivery again in `retry_in` seconds."""
         with self.client.pipeline(transaction=True) as pipe:

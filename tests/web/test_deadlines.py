@@ -97,3 +97,32 @@ def test_a_url_submission_to_a_trickling_server_answers_400_at_the_deadline(redi
     assert response.status_code == 400
     assert response.get_json()["error"]["code"] == "url_fetch_failed"
     assert server.cut_at is not None and server.sent < server.total // 2
+
+
+def test_a_webhook_whose_dns_never_answers_is_refused_at_the_deadline(redis_url):
+    """The web tier resolves a webhook's host as the job is submitted: that lookup
+    has the request's deadline too (it had none), and gives up at it, its thread the
+    request's own. A real DNS server on loopback that never answers the zone."""
+    import threading
+
+    from tests.conftest import make_settings, running_app
+    from tests.support.dns_server import DnsServer
+    from tests.support.images import jpeg
+
+    with DnsServer() as dns:
+        settings = make_settings(redis_url, queue_name="deadline-idle", webhooks_enabled=True,
+                                 url_fetch_timeout_seconds=DEADLINE,
+                                 dns_nameservers=dns.setting)
+        answers = []
+        with running_app(settings) as app:
+            client = app.test_client()
+            submit = threading.Thread(target=lambda: answers.append(client.post(
+                "/jobs?webhook=http://hook.slow.test:9/hook", data=jpeg(32, 24),
+                content_type="image/jpeg")), daemon=True)
+            submit.start()
+            submit.join(30)  # awaited: it must end at all (it hung before)
+        asked = dns.queries["slow.test"]
+    assert answers, "the submission is still waiting on the lookup"
+    assert answers[0].status_code == 400 and asked >= 1
+    assert answers[0].get_json()["error"]["code"] == "bad_url"
+    assert "did not resolve within" in answers[0].get_json()["error"]["message"]
