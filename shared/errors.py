@@ -137,6 +137,16 @@ class NotReplicated(BrokerUnavailable):
                        "failover may be under way); nothing was accepted, retry")
 
 
+class ServerBusy(Unavailable):
+    """This web process holds as many request bodies as its `UPLOAD_BUDGET_BYTES`
+    allows; the body was not read. Another try (on this process or another) soon
+    gets in."""
+
+    code = "server_busy"
+    default_retry_after = 1
+    default_message = "this server is reading as many uploads as it may; retry shortly"
+
+
 class QueueFull(Unavailable):
     code = "queue_full"
     default_retry_after = 10

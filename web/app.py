@@ -17,6 +17,7 @@ from shared.url_guard import AddressPolicy
 from web import metrics
 from web.auth import ApiKeys
 from web.blueprints import docs, jobs, page, probes, scaling
+from web.body_budget import BodyBudget, InMemoryFileRequest
 from web.errors import register_error_handlers
 from web.intake import Intake
 from web.job_service import JobService
@@ -40,6 +41,7 @@ def create_app(settings: WebSettings | None = None) -> Flask:
     settings = settings or WebSettings.current()
     refuse_decompression_bombs()
     app = Flask(__name__, static_folder=None)
+    app.request_class = InMemoryFileRequest
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_upload_bytes + MULTIPART_OVERHEAD,
         MAX_FORM_MEMORY_SIZE=MAX_FORM_FIELD_BYTES,
@@ -71,6 +73,7 @@ def create_app(settings: WebSettings | None = None) -> Flask:
         ),
         wait_slots=WaitSlots.for_threads(settings.web_threads, settings.wait_max_concurrent,
                                          settings.wait_max_per_key),
+        body_budget=BodyBudget(settings.upload_budget_bytes),
         api_keys=keys,
         openapi=build_openapi(__version__),
     )

@@ -19,6 +19,7 @@ from shared.errors import (
 )
 from shared.images import ACCEPTED_MEDIA_TYPES, inspect_image
 from shared.pinned_http import Deadline, DeadlineExceeded, check_plain_http, url_parts, within
+from web.body_budget import MAX_JSON_BODY_BYTES
 from web.idempotency import fingerprint
 from web.url_fetch import UrlFetcher
 
@@ -124,11 +125,18 @@ class Intake:
         if len(files) > MAX_IMAGES_PER_REQUEST:
             raise InvalidField(f"image: at most {MAX_IMAGES_PER_REQUEST} images per request",
                                details=[{"field": "image", "message": "too many files"}])
-        return [file.stream.read(self.max_upload_bytes + 1) for file in files]
+        images = [file.stream.read(self.max_upload_bytes + 1) for file in files]
+        for file in files:
+            file.close()  # the request keeps its parts: free their in-memory copies now
+        return images
 
     def _url(self, request: Request) -> tuple[bytes, SubmitOptions, InputForm, str]:
+        data = request.stream.read(MAX_JSON_BODY_BYTES + 1)
+        if len(data) > MAX_JSON_BODY_BYTES:
+            raise PayloadTooLarge(f"a JSON body (a URL and options) is at most "
+                                  f"{MAX_JSON_BODY_BYTES} bytes")
         try:
-            body = json.loads(request.get_data(cache=False) or b"null")
+            body = json.loads(data or b"null")
         except (ValueError, UnicodeDecodeError):
             raise BadRequest("the body is not valid JSON") from None
         if not isinstance(body, dict):

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from flask import Flask, current_app
 
 from web.auth import ApiKeys
+from web.body_budget import BodyBudget
 from web.intake import Intake
 from web.job_service import JobService
 from web.settings import WebSettings
@@ -26,6 +27,8 @@ class Services:
     """Reads and checks the three input forms."""
     wait_slots: WaitSlots
     """How many requests of this process (and of one key) may hold a wait."""
+    body_budget: BodyBudget
+    """Bytes of request bodies this process may hold at once."""
     api_keys: ApiKeys
     openapi: dict
     """The OpenAPI document served at /openapi.json."""

@@ -28,6 +28,14 @@ class WebSettings(CommonSettings):
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024, le=512 * 1024 * 1024)
     """Largest accepted request body or fetched URL body, in bytes (larger: 413)."""
 
+    upload_budget_bytes: int = Field(256 * 1024 * 1024, ge=0)
+    """Bytes of request bodies one web process holds at once, each upload counted 3
+    times (read, kept, packed for Redis) and a URL submission as the largest image it
+    may fetch; past it `POST /jobs` answers 503 `server_busy` with `Retry-After` before
+    reading the body. 0 means no bound. The default lets 8 uploads of 10 MiB (or
+    hundreds of ordinary photos) in at once per process, within the 512 MiB per
+    process that the chart's web pod has."""
+
     wait_max_seconds: float = Field(30.0, ge=0, le=600)
     """Cap on how long `?wait=` / `Prefer: wait=` may hold a request."""
 

@@ -7,8 +7,9 @@ import time
 from flask import Blueprint, current_app, g, jsonify, request
 
 from shared.api_models import Job, JobList
-from shared.errors import InvalidField, Unauthorized
+from shared.errors import InvalidField, ServerBusy, Unauthorized
 from web import metrics
+from web.body_budget import body_cost
 from web.idempotency import check_key
 from web.rate_limits import caller_key
 from web.services import services
@@ -31,6 +32,27 @@ def authenticate():
         if owner is None:
             raise Unauthorized()
         g.owner = owner
+
+
+@bp.before_request
+def reserve_body():
+    """A submission's body is read only once this process's body budget holds what it
+    will cost (`web/body_budget.py`); otherwise 503 `server_busy`, the body unread."""
+    if request.endpoint != "jobs.submit":
+        return
+    cost = body_cost(request, current_app.config["MAX_CONTENT_LENGTH"],
+                     current_app.config["RESQ_MAX_UPLOAD_BYTES"])
+    g.body_reservation = services().body_budget.reserve(cost)
+    if g.body_reservation is None:
+        raise ServerBusy()
+
+
+@bp.teardown_request
+def release_body(_error=None):
+    """Whatever happened to the request, its reservation is given back."""
+    reservation = g.pop("body_reservation", None)
+    if reservation is not None:
+        reservation.release()
 
 
 def _quota_key() -> str:
@@ -88,12 +110,15 @@ def submit():
     key = request.headers.get("Idempotency-Key")
     if key is not None:
         key = check_key(key)
-    submissions = _intake().read(request)
-    if len(submissions) > 1:
-        return _submit_many(submissions, key, wait, from_prefer)
-    job, replayed = _service().submit(submissions[0], g.owner, key, interactive=wait > 0,
-                                      quota_key=_quota_key())
-    (job,), waited = _await([job], wait)
+    jobs, replayed = _create(key, wait)
+    release_body()  # the images are in Redis and out of scope: a wait holds none
+    jobs, waited = _await(jobs, wait)
+    if len(jobs) > 1:
+        response = jsonify(JobList(jobs=jobs).model_dump(mode="json"))
+        response.status_code = 200 if all(job.status.is_terminal() for job in jobs) else 202
+        _wait_headers(response, waited, from_prefer)
+        return response
+    job = jobs[0]
     status = 200 if job.status.is_terminal() else 202
     response = _job_response(job, status, waited=waited, from_prefer=from_prefer)
     if replayed:
@@ -101,20 +126,21 @@ def submit():
     return response
 
 
-def _submit_many(submissions, key, wait: float, from_prefer: bool):
-    """Several `image` parts: one job each, answered as `{"jobs": [...]}` in order."""
+def _create(key: str | None, wait: float) -> tuple[list[Job], bool]:
+    """Read the body into submissions and create their jobs: one, or (several `image`
+    parts) one each, answered as `{"jobs": [...]}` in order; and whether the one job
+    is an idempotent replay."""
+    submissions = _intake().read(request)
+    if len(submissions) == 1:
+        job, replayed = _service().submit(submissions[0], g.owner, key, interactive=wait > 0,
+                                          quota_key=_quota_key())
+        return [job], replayed
     if key is not None:
         raise InvalidField("Idempotency-Key: send one image per request to use a key",
                            details=[{"field": "Idempotency-Key",
                                      "message": "one image per request"}])
-    jobs = _service().submit_many(submissions, g.owner, interactive=wait > 0,
-                                  quota_key=_quota_key())
-    jobs, waited = _await(jobs, wait)
-    status = 200 if all(job.status.is_terminal() for job in jobs) else 202
-    response = jsonify(JobList(jobs=jobs).model_dump(mode="json"))
-    response.status_code = status
-    _wait_headers(response, waited, from_prefer)
-    return response
+    return _service().submit_many(submissions, g.owner, interactive=wait > 0,
+                                  quota_key=_quota_key()), False
 
 
 @bp.get("/jobs/<job_id>")
