@@ -30,6 +30,18 @@ class JobStatus(StrEnum):
         return _CELERY_STATES.get(state, cls.QUEUED)
 
 
+class BatchStatus(StrEnum):
+    """A batch is `running` until every item has ended (`succeeded`, whatever each
+    item's outcome) or it is `cancelled` (its unfinished items end cancelled)."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    CANCELLED = "cancelled"
+
+    def is_terminal(self) -> bool:
+        return self is not BatchStatus.RUNNING
+
+
 _CELERY_STATES = {
     "PENDING": JobStatus.QUEUED,
     "RECEIVED": JobStatus.QUEUED,
@@ -163,13 +175,69 @@ class QueueLoad(BaseModel):
     waiting: dict[str, int] = Field(description="Jobs waiting in each lane's list: "
                                                 "`interactive` and `batch`.")
     open: int = Field(ge=0, description="Jobs accepted and not ended: waiting, held by a "
-                                        "worker or running.")
+                                        "worker or running, and batch items not yet "
+                                        "released into the queue.")
+    unreleased: int = Field(0, ge=0, description="Of those, batch items not yet "
+                                                 "released into the batch lane.")
 
 
 class JobList(BaseModel):
     """`POST /jobs` with several `image` parts: one job per image, in order."""
 
     jobs: list[Job]
+
+
+class BatchUrlSubmission(SubmitOptions):
+    """`POST /batches` as JSON: one item per URL, each fetched by a worker when its
+    turn comes (behind the same SSRF guard as a URL job)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    urls: list[str] = Field(min_length=1, description="http(s) URLs of the images, in "
+                                                      "order; at most BATCH_MAX_ITEMS.")
+
+    @field_validator("urls")
+    @classmethod
+    def _urls(cls, urls: list[str]) -> list[str]:
+        for url in urls:
+            if not isinstance(url, str) or len(url) > MAX_URL_LENGTH or not url.startswith(
+                    ("http://", "https://")):
+                raise ValueError(f"each URL is an http(s) URL of at most {MAX_URL_LENGTH} "
+                                 "characters")
+        return urls
+
+
+class BatchCounts(BaseModel):
+    status: dict[str, int] = Field(description="Items by job status (every status, "
+                                               "0 included).")
+    error: dict[str, int] = Field(description="Failed items by error code.")
+
+
+class Batch(BaseModel):
+    """`GET /batches/<id>`: a batch's progress. Each item is a job of its own
+    (`GET /jobs/<batch id>.<index>`)."""
+
+    id: str
+    status: BatchStatus
+    total: int = Field(description="Items in the batch.")
+    counts: BatchCounts
+    created_at: float = Field(description="Unix time the web tier accepted the batch.")
+    finished_at: float | None = Field(None, description="When its last item ended.")
+    eta_seconds: float | None = Field(None, description="Seconds until every item has "
+                                                        "ended, at the rate items are "
+                                                        "ending now; null until two have.")
+    top_k: int
+
+
+class BatchResultLine(BaseModel):
+    """One line of `GET /batches/<id>/results` (JSON Lines), in the order items ended."""
+
+    index: int = Field(description="The item's place in the submission, from 0.")
+    id: str = Field(description="The item's job id.")
+    input: str = Field(description="Its URL, or the name of its file.")
+    status: JobStatus
+    result: JobResult | None = None
+    error: ErrorDetail | None = None
 
 
 class Health(BaseModel):

@@ -68,6 +68,11 @@ class JobNotFound(NotFound):
     default_message = "no job with this id (unknown or expired)"
 
 
+class BatchNotFound(NotFound):
+    code = "batch_not_found"
+    default_message = "no such batch (it may have expired)"
+
+
 class ResultDropped(JobNotFound):
     code = "result_dropped"
     default_message = ("this job ended, and its result was dropped before its time to make "

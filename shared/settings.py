@@ -125,6 +125,19 @@ class CommonSettings(BaseSettings):
     reach although they are not public. Empty (the default): only public addresses;
     loopback, private, link-local, multicast and reserved ones are refused."""
 
+    max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024, le=512 * 1024 * 1024)
+    """Largest accepted image: a request body, or a body fetched from a URL (by the web
+    tier for a URL job, by a worker for a batch's URL item), in bytes (larger: 413, or
+    the item fails `payload_too_large`)."""
+
+    url_fetch_timeout_seconds: float = Field(10.0, gt=0, le=120)
+    """Total time allowed to fetch an image given by URL (connect and read)."""
+
+    batch_inflight: int = Field(16, ge=1, le=10_000)
+    """Items of one batch that wait in the batch lane at a time: the next is released
+    as a worker starts one, so another key's jobs wait behind at most this many of
+    each running batch."""
+
     url_fetch_allow_ports: Annotated[tuple[int, ...] | None, NoDecode] = (80, 443)
     """Comma-separated ports that URL submissions and webhook deliveries may connect
     to, or `any`. Default: 80 and 443, so that no other service of a host is

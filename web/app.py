@@ -13,10 +13,13 @@ from shared.job_data.keys import QueueKeys
 from shared.patches import refuse_decompression_bombs
 from shared.queue_metrics import QueueCollector
 from shared.redis_client import RedisTarget, connect
+from shared.url_fetch import UrlFetcher
 from shared.url_guard import AddressPolicy
 from web import metrics
 from web.auth import ApiKeys
-from web.blueprints import docs, jobs, page, probes, scaling
+from web.batch_intake import BatchIntake
+from web.batch_service import BatchService
+from web.blueprints import batches, docs, jobs, page, probes, scaling
 from web.body_budget import BodyBudget, InMemoryFileRequest
 from web.errors import register_error_handlers
 from web.intake import Intake
@@ -26,7 +29,6 @@ from web.rate_limits import install_rate_limits
 from web.result_waiter import ResultWaiter
 from web.services import Services
 from web.settings import WebSettings
-from web.url_fetch import UrlFetcher
 from web.wait_slots import WaitSlots
 
 # Room for the multipart envelope around an image of the maximum size.
@@ -54,23 +56,28 @@ def create_app(settings: WebSettings | None = None) -> Flask:
     redis = RedisTarget.of(settings)
     client = connect(redis)
     keys = ApiKeys(settings.api_keys.get_secret_value())
+    job_service = JobService(settings, make_celery(settings), client, ResultWaiter(client))
+    intake = Intake(
+        max_upload_bytes=settings.max_upload_bytes,
+        max_image_pixels=settings.max_image_pixels,
+        max_decode_bytes=settings.max_decode_bytes,
+        fetcher=UrlFetcher(max_bytes=settings.max_upload_bytes,
+                           timeout_seconds=settings.url_fetch_timeout_seconds,
+                           policy=AddressPolicy(settings.url_fetch_allow_networks,
+                                                settings.url_fetch_allow_ports),
+                           resolver=DnsResolver(settings.dns_nameservers,
+                                                per_zone=settings.dns_lookups_per_zone,
+                                                wait_for_slot=True)),
+        webhooks_enabled=settings.webhooks_on,
+        webhook_http_networks=settings.webhook_http_networks,
+    )
     built = Services(
         settings=settings,
-        jobs=JobService(settings, make_celery(settings), client, ResultWaiter(client)),
-        intake=Intake(
-            max_upload_bytes=settings.max_upload_bytes,
-            max_image_pixels=settings.max_image_pixels,
-            max_decode_bytes=settings.max_decode_bytes,
-            fetcher=UrlFetcher(max_bytes=settings.max_upload_bytes,
-                               timeout_seconds=settings.url_fetch_timeout_seconds,
-                               policy=AddressPolicy(settings.url_fetch_allow_networks,
-                                                    settings.url_fetch_allow_ports),
-                               resolver=DnsResolver(settings.dns_nameservers,
-                                                    per_zone=settings.dns_lookups_per_zone,
-                                                    wait_for_slot=True)),
-            webhooks_enabled=settings.webhooks_on,
-            webhook_http_networks=settings.webhook_http_networks,
-        ),
+        jobs=job_service,
+        intake=intake,
+        batches=BatchService(job_service),
+        batch_intake=BatchIntake(intake, max_items=settings.batch_max_items,
+                                 max_bytes=settings.batch_max_bytes),
         wait_slots=WaitSlots.for_threads(settings.web_threads, settings.wait_max_concurrent,
                                          settings.wait_max_per_key),
         body_budget=BodyBudget(settings.upload_budget_bytes),
@@ -79,9 +86,10 @@ def create_app(settings: WebSettings | None = None) -> Flask:
     )
     built.install(app)
     install_rate_limits(app, jobs.bp, settings.rate_limit, redis,
-                        QueueKeys(settings.queue_name).rate_limits, keys)
+                        QueueKeys(settings.queue_name).rate_limits, keys,
+                        per_request=(batches.bp,))
 
-    for blueprint in (jobs.bp, probes.bp, scaling.bp, docs.bp, page.bp):
+    for blueprint in (jobs.bp, batches.bp, probes.bp, scaling.bp, docs.bp, page.bp):
         app.register_blueprint(blueprint)
     register_error_handlers(app)
     metrics.install(app, QueueCollector(client, settings.queue_name))

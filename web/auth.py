@@ -12,7 +12,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from flask import Request
+from flask import Request, g, request
+
+from shared.errors import Unauthorized
 
 HASH_PREFIX = "sha256:"
 OWNER_CHARS = 32
@@ -59,3 +61,18 @@ class ApiKeys:
         for known in self.digests:  # every digest is compared: no early exit
             matched |= hmac.compare_digest(presented, known)
         return presented.hex()[:OWNER_CHARS] if matched else None
+
+
+def authenticate() -> None:
+    """A blueprint's `before_request` (`/jobs`, `/batches`): with `API_KEYS` set,
+    every call needs a valid key; `g.owner` is the key's owner id (empty without
+    keys)."""
+    from web.services import services  # services imports this module
+
+    keys = services().api_keys
+    g.owner = ""
+    if keys.enabled:
+        owner = keys.owner_of(request)
+        if owner is None:
+            raise Unauthorized()
+        g.owner = owner

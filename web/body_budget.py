@@ -31,6 +31,8 @@ from io import BytesIO
 
 from flask import Request
 
+from shared.errors import ServerBusy
+
 # Bytes of memory one byte of an upload costs at its peak in a web process: the body
 # read in chunks and joined into one bytes object, that object (the image), and the
 # Redis command it is packed into. Measured by tests/web/test_body_budget.py.
@@ -83,16 +85,26 @@ class Reservation:
             self._budget._give_back(self.cost)
 
 
-def body_cost(request: Request, max_body_bytes: int, max_upload_bytes: int) -> int:
+def body_cost(request: Request, max_body_bytes: int, fetched_bytes: int = 0) -> int:
     """What reading and submitting `request`'s body costs this process at most, from
     its headers: its declared length (the most a body may be, without one), times
-    `COPIES_PER_BYTE`, plus the image a JSON body's URL may fetch."""
+    `COPIES_PER_BYTE`, plus `fetched_bytes` for a JSON body (the image a URL job's
+    URL may fetch)."""
     length = request.content_length
-    if request.mimetype == "application/json":
-        body = min(MAX_JSON_BODY_BYTES, max_body_bytes if length is None else length)
-        return COPIES_PER_BYTE * (body + max_upload_bytes)
     body = max_body_bytes if length is None else min(length, max_body_bytes)
+    if request.mimetype == "application/json":
+        return COPIES_PER_BYTE * (body + fetched_bytes)
     return COPIES_PER_BYTE * body
+
+
+def reserve(budget: BodyBudget, request: Request, max_body_bytes: int,
+            fetched_bytes: int = 0) -> Reservation:
+    """`request`'s reservation (`body_cost`), or `ServerBusy` (503) before a byte of
+    its body is read."""
+    reservation = budget.reserve(body_cost(request, max_body_bytes, fetched_bytes))
+    if reservation is None:
+        raise ServerBusy()
+    return reservation
 
 
 class InMemoryFileRequest(Request):

@@ -19,9 +19,9 @@ from shared.errors import (
 )
 from shared.images import ACCEPTED_MEDIA_TYPES, inspect_image
 from shared.pinned_http import Deadline, DeadlineExceeded, check_plain_http, url_parts, within
+from shared.url_fetch import UrlFetcher
 from web.body_budget import MAX_JSON_BODY_BYTES
 from web.idempotency import fingerprint
-from web.url_fetch import UrlFetcher
 
 # Most `image` parts in one multipart request (the body's size limit holds too).
 MAX_IMAGES_PER_REQUEST = 32
@@ -68,7 +68,7 @@ class Intake:
         mimetype = request.mimetype
         url = None
         if mimetype == "multipart/form-data":
-            images, options, form = (self._multipart(request), self._options(request, request.form),
+            images, options, form = (self._multipart(request), self.options(request, request.form),
                                      InputForm.MULTIPART)
         elif mimetype.startswith("image/"):
             if mimetype not in ACCEPTED_MEDIA_TYPES:
@@ -76,7 +76,7 @@ class Intake:
                     f"{mimetype} is not an accepted image type; send one of "
                     + ", ".join(sorted(ACCEPTED_MEDIA_TYPES)))
             images, form = [request.get_data(cache=False)], InputForm.RAW
-            options = self._options(request)
+            options = self.options(request)
         elif mimetype == "application/json":
             image, options, form, url = self._url(request)
             images = [image]
@@ -85,16 +85,14 @@ class Intake:
                 f"content type {mimetype or '(none)'} is not accepted; send multipart/form-data "
                 "with `image` files, an image/* body, or application/json with a `url`")
         if options.webhook is not None:
-            self._check_webhook(options.webhook)
+            self.check_webhook(options.webhook)
         submissions = []
         for image in images:
-            self._check_size(image)
-            # Refuses what is not a decodable image within the limits (ImageError).
-            inspect_image(image, self.max_image_pixels, self.max_decode_bytes)
+            self.check_image(image)
             submissions.append(Submission(image=image, form=form, options=options, url=url))
         return submissions
 
-    def _check_webhook(self, url: str) -> None:
+    def check_webhook(self, url: str) -> None:
         """Webhooks must be on, and the URL one the SSRF guard lets through, over https
         (or plain http to `WEBHOOK_HTTP_NETWORKS`); all is checked again at each
         delivery."""
@@ -111,7 +109,7 @@ class Intake:
         if scheme == "http":
             check_plain_http(address, self.webhook_http_networks)
 
-    def _options(self, request: Request, extra=None) -> SubmitOptions:
+    def options(self, request: Request, extra=None) -> SubmitOptions:
         data = dict(request.args.items())
         if extra:
             data.update({k: v for k, v in extra.items() if k in SubmitOptions.model_fields})
@@ -151,6 +149,9 @@ class Intake:
         url = str(submission.url)
         return self.fetcher.fetch(url), options, InputForm.URL, url
 
-    def _check_size(self, image: bytes) -> None:
+    def check_image(self, image: bytes) -> None:
+        """Refuses an image over `MAX_UPLOAD_BYTES` (413), or one that is not a
+        decodable image within the limits, from its header (`ImageError`)."""
         if len(image) > self.max_upload_bytes:
             raise PayloadTooLarge(f"the image is over the limit of {self.max_upload_bytes} bytes")
+        inspect_image(image, self.max_image_pixels, self.max_decode_bytes)

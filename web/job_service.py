@@ -13,7 +13,7 @@ import redis
 from celery import Celery
 from kombu.exceptions import OperationalError
 
-from shared.api_models import Job
+from shared.api_models import Job, JobStatus
 from shared.errors import BrokerUnavailable, JobNotFound, ResultDropped
 from shared.job_data.records import new_job_id
 from shared.job_data.store import JobStore, NewJob, ReplicaAcks, job_view
@@ -57,7 +57,8 @@ class JobService:
         self.client = client
         self.store = JobStore(client, celery, queue=settings.queue_name,
                               ttl_seconds=settings.result_ttl_seconds,
-                              acks=ReplicaAcks.of(settings))
+                              acks=ReplicaAcks.of(settings),
+                              batch_inflight=settings.batch_inflight)
         self.waiter = waiter
         self.idempotency = IdempotencyStore(client, settings.result_ttl_seconds)
 
@@ -143,12 +144,21 @@ class JobService:
                 metrics.job_expired()
                 record = self.store.record(job_id)
         if record is None:
-            with redis_guard():
-                dropped = self.store.records.dropped(job_id)
-            raise ResultDropped() if dropped else JobNotFound()
+            return self._unreleased_or_gone(job_id, owner)
         if not hmac.compare_digest(record.owner, owner):
             raise JobNotFound()
         return job_view(record)
+
+    def _unreleased_or_gone(self, job_id: str, owner: str) -> Job:
+        """A job id without a record: a batch item not released yet (or ended with its
+        cancelled batch unreleased), a result dropped to make room, or unknown."""
+        with redis_guard():
+            item = self.store.batches.unreleased_job(job_id)
+            if item is not None and hmac.compare_digest(
+                    self.store.batches.owner_of(job_id) or "", owner):
+                return item
+            dropped = self.store.records.dropped(job_id)
+        raise ResultDropped() if dropped else JobNotFound()
 
     def wait(self, job: Job, seconds: float, owner: str = "") -> Job:
         """`job` (as just read or created for `owner`) once it is finished, or as it
@@ -176,8 +186,10 @@ class JobService:
     def cancel(self, job_id: str, owner: str = "") -> Job:
         """Cancel wins over a queued or running job; a finished job stays as it is
         (`shared.job_store`). Either way the answer is the job as it now stays."""
-        self.get(job_id, owner)  # unknown, or another key's: 404
+        job = self.get(job_id, owner)  # unknown, or another key's: 404
         with redis_guard():
+            if job.status is JobStatus.QUEUED:  # a batch item not released yet has none
+                self.store.batches.write_unreleased(job_id)
             cancelled = self.store.cancel(job_id)
         if cancelled:
             log.info("job cancelled", extra={"job_id": job_id})

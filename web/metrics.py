@@ -50,6 +50,9 @@ DURATION = Histogram("resq_http_request_duration_seconds",
                      buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
 SUBMITTED = Counter("resq_jobs_submitted_total", "Jobs accepted, by input form and lane",
                     ["form", "lane"])
+BATCHES = Counter("resq_batches_submitted_total", "Batches accepted, by input form", ["form"])
+BATCH_ITEMS = Counter("resq_batch_items_submitted_total",
+                      "Items of the batches accepted, by input form", ["form"])
 EXPIRED = Counter("resq_jobs_expired_total",
                   "Queued jobs the web tier ended `expired` when it read them past their "
                   "deadline (workers count theirs in resq_worker_jobs_total{code=\"expired\"})")
@@ -74,6 +77,9 @@ def initialise() -> None:
     for form in InputForm:
         for lane in Lane:
             SUBMITTED.labels(form=form.value, lane=lane.value)
+    for form in InputForm:
+        BATCHES.labels(form=form.value)
+        BATCH_ITEMS.labels(form=form.value)
     for outcome in WAIT_OUTCOMES:
         WAITS.labels(outcome=outcome)
     for code in error_codes():
@@ -82,6 +88,11 @@ def initialise() -> None:
 
 def job_submitted(form: str, lane: str) -> None:
     SUBMITTED.labels(form=form, lane=lane).inc()
+
+
+def batch_submitted(form: str, items: int) -> None:
+    BATCHES.labels(form=form).inc()
+    BATCH_ITEMS.labels(form=form).inc(items)
 
 
 def job_expired() -> None:

@@ -12,6 +12,9 @@ from shared.api_models import (
     MAX_URL_LENGTH,
     TOP_K_DEFAULT,
     TOP_K_MAX,
+    Batch,
+    BatchResultLine,
+    BatchUrlSubmission,
     ErrorResponse,
     Health,
     Job,
@@ -21,6 +24,7 @@ from shared.api_models import (
     UrlSubmission,
     WebhookEvent,
 )
+from web.batch_intake import ARCHIVE_TYPES
 from web.idempotency import MAX_KEY_LENGTH
 from web.intake import MAX_IMAGES_PER_REQUEST
 
@@ -37,7 +41,7 @@ def _json(model, description: str) -> dict:
 
 def _errors(*codes: int) -> dict:
     words = {400: "Bad image, URL or request", 401: "Missing or invalid API key",
-             404: "Unknown or expired job",
+             404: "Unknown or expired job or batch",
              409: "Idempotency-Key already used for a different request",
              413: "Body or image over the limit", 415: "Unsupported content type",
              422: "Invalid field", 429: "Rate limited", 503: "Queue unreachable or full"}
@@ -101,6 +105,7 @@ _IDEMPOTENCY_KEY = {
                "pattern": "^[\\x20-\\x7e]+$"},
 }
 _JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_BATCH_ID = {"name": "batch_id", "in": "path", "required": True, "schema": {"type": "string"}}
 _LOCATION = {"Location": {"description": "/jobs/<id>", "schema": {"type": "string"}}}
 _LOCATION_OPTIONAL = {"Location": {"description": "/jobs/<id> (one image only)", "required": False,
                                    "schema": {"type": "string"}}}
@@ -108,8 +113,9 @@ _LOCATION_OPTIONAL = {"Location": {"description": "/jobs/<id> (one image only)",
 
 def build_openapi(version: str) -> dict:
     _, schemas = models_json_schema(
-        [(m, "validation") for m in (SubmitOptions, UrlSubmission)]
-        + [(m, "serialization") for m in (Job, JobList, ErrorResponse, Health, QueueLoad)],
+        [(m, "validation") for m in (SubmitOptions, UrlSubmission, BatchUrlSubmission)]
+        + [(m, "serialization") for m in (Job, JobList, ErrorResponse, Health, QueueLoad,
+                                          Batch, BatchResultLine)],
         ref_template=REF,
     )
     binary = {"type": "string", "format": "binary"}
@@ -160,6 +166,53 @@ def build_openapi(version: str) -> dict:
                                   **_errors(401, 404, 429, 503)},
                 },
             },
+            "/batches": {"post": {
+                "summary": "Submit a batch: many images, each a job, released a few at a time",
+                "operationId": "submitBatch",
+                "parameters": [_TOP_K, _WEBHOOK, _WEBHOOK_EVENTS, _DEADLINE],
+                "requestBody": {"required": True, "content": {
+                    "application/json": {"schema": _ref(BatchUrlSubmission)},
+                    "multipart/form-data": {"schema": {
+                        "type": "object", "required": ["image"],
+                        "properties": {
+                            "image": {"type": "array", "items": binary, "minItems": 1,
+                                      "description": "The images, one item each (at most "
+                                                     "BATCH_MAX_ITEMS)"},
+                            "top_k": _TOP_K["schema"],
+                            "webhook": {"type": "string", "format": "uri"},
+                            "webhook_events": _WEBHOOK_EVENTS["schema"],
+                            "deadline_seconds": _DEADLINE["schema"]}}},
+                    **{kind: {"schema": binary} for kind in sorted(ARCHIVE_TYPES)},
+                }},
+                "responses": {
+                    "202": {**_json(Batch, "Accepted; follow the Location"),
+                            "headers": {"Location": {"description": "/batches/<id>",
+                                                     "schema": {"type": "string"}}}},
+                    **_errors(400, 401, 413, 415, 422, 429, 503),
+                },
+            }},
+            "/batches/{batch_id}": {
+                "get": {"summary": "A batch's progress: counts by status and error, ETA",
+                        "operationId": "getBatch", "parameters": [_BATCH_ID],
+                        "responses": {"200": _json(Batch, "The batch"),
+                                      **_errors(401, 404, 429, 503)}},
+                "delete": {"summary": "Cancel every item of a batch not ended",
+                           "operationId": "cancelBatch", "parameters": [_BATCH_ID],
+                           "responses": {"200": _json(Batch, "The batch after the cancel"),
+                                         **_errors(401, 404, 429, 503)}},
+            },
+            "/batches/{batch_id}/results": {"get": {
+                "summary": "Results as JSON Lines, in the order items ended, streamed as "
+                           "they end",
+                "operationId": "batchResults",
+                "parameters": [_BATCH_ID, {
+                    "name": "after", "in": "query", "required": False,
+                    "description": "Lines already read: the stream starts after them.",
+                    "schema": {"type": "string", "pattern": "^[0-9]{1,9}$"}}],
+                "responses": {"200": {"description": "One BatchResultLine a line",
+                                      "content": {"application/jsonl": {
+                                          "schema": _ref(BatchResultLine)}}},
+                              **_errors(401, 404, 422, 429, 503)}}},
             "/healthz": {"get": {"summary": "Liveness", "operationId": "healthz",
                                  "responses": {"200": _json(Health, "Alive")}}},
             "/readyz": {"get": {"summary": "Readiness: Redis reachable", "operationId": "readyz",

@@ -45,11 +45,13 @@ def request_cost(keys: ApiKeys) -> int:
 
 
 def install_rate_limits(app: Flask, blueprint: Blueprint, limit: str, redis: RedisTarget,
-                        key_prefix: str,
-                        keys: ApiKeys) -> Limiter | None:
-    """Limit `blueprint`'s routes to `limit` (e.g. `50/second;1000/minute`); an
-    empty limit installs nothing. A Redis outage lets requests through (the routes
-    answer 503 on their own then)."""
+                        key_prefix: str, keys: ApiKeys,
+                        per_request: tuple[Blueprint, ...] = ()) -> Limiter | None:
+    """Limit `blueprint`'s routes to `limit` (e.g. `50/second;1000/minute`), each
+    request charged per image, and those of `per_request` (the batches: their items
+    are released slowly anyway) one a request, from the same budget; an empty limit
+    installs nothing. A Redis outage lets requests through (the routes answer 503 on
+    their own then)."""
     if not limit.strip():
         return None
     storage_uri, storage_options = redis.limits_storage()
@@ -59,6 +61,8 @@ def install_rate_limits(app: Flask, blueprint: Blueprint, limit: str, redis: Red
                       default_limits=[])
     # One budget for all /jobs routes, charged per image.
     limiter.shared_limit(limit, scope="jobs", cost=lambda: request_cost(keys))(blueprint)
+    for other in per_request:
+        limiter.shared_limit(limit, scope="jobs")(other)
     app.extensions["resq.limiter"] = limiter
     return limiter
 

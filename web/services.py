@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from flask import Flask, current_app
 
 from web.auth import ApiKeys
+from web.batch_intake import BatchIntake
+from web.batch_service import BatchService
 from web.body_budget import BodyBudget
 from web.intake import Intake
 from web.job_service import JobService
@@ -25,6 +27,10 @@ class Services:
     """Submit, read, wait for and cancel jobs (Redis and the queue behind it)."""
     intake: Intake
     """Reads and checks the three input forms."""
+    batches: BatchService
+    """Create, read and cancel batches."""
+    batch_intake: BatchIntake
+    """Reads and checks a batch's three forms."""
     wait_slots: WaitSlots
     """How many requests of this process (and of one key) may hold a wait."""
     body_budget: BodyBudget

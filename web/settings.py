@@ -25,9 +25,6 @@ class WebSettings(CommonSettings):
     counters (prometheus-client multiprocess mode); emptied when gunicorn starts,
     so give each web tier on a machine its own."""
 
-    max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024, le=512 * 1024 * 1024)
-    """Largest accepted request body or fetched URL body, in bytes (larger: 413)."""
-
     upload_budget_bytes: int = Field(256 * 1024 * 1024, ge=0)
     """Bytes of request bodies one web process holds at once, each upload counted 3
     times (read, kept, packed for Redis) and a URL submission as the largest image it
@@ -47,6 +44,18 @@ class WebSettings(CommonSettings):
     wait_max_per_key: int = Field(0, ge=0, le=1024)
     """Of those, the most one API key holds in one web process (with `API_KEYS`);
     0 means half of `WAIT_MAX_CONCURRENT`."""
+
+    batch_max_items: int = Field(10_000, ge=1, le=1_000_000)
+    """Most items one `POST /batches` may hold (more: 422)."""
+
+    batch_max_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    """Largest body of a `POST /batches` with uploaded images (multipart or an
+    archive), in bytes (larger: 413); each image is held to `MAX_UPLOAD_BYTES` too.
+    The upload counts against `UPLOAD_BUDGET_BYTES` like any other."""
+
+    batch_stream_max_seconds: float = Field(300.0, ge=0, le=3600)
+    """Longest a `GET /batches/<id>/results` stream stays open waiting for items to end
+    (it holds a thread and a wait slot); the client resumes with `?after=`."""
 
     webhooks_enabled: bool | None = None
     """Whether a job may name a webhook (the workers sign and send it with
@@ -76,9 +85,6 @@ class WebSettings(CommonSettings):
     with `Retry-After`; 0 means no limit. Keep it well below Redis's `maxmemory`
     (compose and the chart set 1 GiB), so that a burst of large uploads fills this
     limit, not Redis."""
-
-    url_fetch_timeout_seconds: float = Field(10.0, gt=0, le=120)
-    """Total time allowed to fetch an image given by URL (connect and read)."""
 
     api_keys: SecretStr = SecretStr("")
     """Comma-separated API keys that `/jobs` requires (at least 16 characters each),

@@ -33,7 +33,8 @@ REDIS_RIDE_OUT_SECONDS = 60
 redis_target = RedisTarget.of(settings)
 client = connect(redis_target, ride_out_seconds=REDIS_RIDE_OUT_SECONDS)
 store = JobStore(client, app, queue=settings.queue_name,
-                 ttl_seconds=settings.result_ttl_seconds, acks=ReplicaAcks.of(settings))
+                 ttl_seconds=settings.result_ttl_seconds, acks=ReplicaAcks.of(settings),
+                 batch_inflight=settings.batch_inflight)
 worker_id = new_worker_id()
 heartbeat = Heartbeat(client, settings.queue_name, worker_id,
                       interval=settings.worker_heartbeat_seconds)

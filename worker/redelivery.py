@@ -177,8 +177,12 @@ class LostJobSweeper:
         return resent
 
     def housekeeping(self, now: float | None = None) -> None:
-        """Make room in Redis if ends alone filled it, and reconcile the counts when
-        one is due (the caller holds the sweeper's lock)."""
+        """Release the batches' items that no worker released (after a crash, or an
+        ended item's release lost), make room in Redis if ends alone filled it, and
+        reconcile the counts when one is due (the caller holds the sweeper's lock)."""
+        released = self.store.batches.release_all()
+        if released:
+            log.info("released %d batch items the workers had not", released)
         dropped, _ = self.store.budget.trim()
         if dropped:
             log.warning("dropped %d ended jobs' results to keep Redis under its memory line",

@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import logging
 
+import redis
 from celery import Task
 
 from shared.celery_app import CLASSIFY_TASK
+from shared.dns_resolver import DnsResolver
 from shared.errors import InferenceFailed, JobExpired, ResqError
+from shared.job_data.batches import split_item_id
 from shared.job_data.lua import Start
 from shared.job_data.store import JobStore
+from shared.url_fetch import UrlFetcher
+from shared.url_guard import AddressPolicy
 from worker import metrics
 from worker.job_handler import JobHandler
 from worker.runtime import load_classifier
@@ -43,12 +48,34 @@ class ClassifyTask(Task):
 
     def __init__(self, settings: WorkerSettings, store: JobStore, worker_id: str):
         self.settings, self.store, self.worker_id = settings, store, worker_id
+        # A batch's URL items are fetched here, when their turn comes, behind the same
+        # SSRF guard and deadline as the web tier's URL jobs.
+        self.fetcher = UrlFetcher(
+            max_bytes=settings.max_upload_bytes,
+            timeout_seconds=settings.url_fetch_timeout_seconds,
+            policy=AddressPolicy(settings.url_fetch_allow_networks,
+                                 settings.url_fetch_allow_ports),
+            resolver=DnsResolver(settings.dns_nameservers,
+                                 per_zone=settings.dns_lookups_per_zone, wait_for_slot=True))
+
+    def _release_next(self, job_id: str) -> None:
+        """A batch item has left the lane (started, or ended unrun): release its
+        batch's next item. Best effort: the sweeper releases what this misses."""
+        parts = split_item_id(job_id)
+        if parts is None:
+            return
+        try:
+            self.store.batches.release(parts[0])
+        except redis.RedisError as error:
+            log.warning("batch %s: releasing its next items failed (%s); the sweeper will",
+                        parts[0], error)
 
     def run(self, top_k: int, created_at: float) -> None:
         job_id = self.request.id
         store = self.store
         started = store.start(job_id, worker=self.worker_id)
         decision = started.decision
+        self._release_next(job_id)
         if decision is Start.EXPIRED:
             # Queued past its deadline: ended `expired` here, never decoded.
             # Counted, logged at debug only: a backlog of them is drained at hundreds a
@@ -68,7 +95,8 @@ class ClassifyTask(Task):
         handler = JobHandler(store.records, load_classifier(self.settings),
                              max_attempts=self.settings.job_max_attempts)
         try:
-            result = handler.run(job_id, top_k, created_at, image=started.image,
+            image = self.fetcher.fetch(started.url) if started.url else started.image
+            result = handler.run(job_id, top_k, created_at, image=image,
                                  crashes=started.crashes, interactive=started.interactive)
         except Exception as error:
             failure = public_error(error, job_id)

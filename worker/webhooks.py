@@ -68,9 +68,11 @@ def signature(keys: list[bytes], delivery_id: str, timestamp: int, body: bytes) 
 
 
 def envelope(delivery: Delivery, job: dict) -> bytes:
-    """The body Standard Webhooks recommends: the event's type and time, and its data."""
+    """The body Standard Webhooks recommends: the event's type and time, and its data
+    (the job, or for `batch.started` and `batch.completed` the batch)."""
     when = datetime.fromtimestamp(delivery.at or time.time(), UTC)
-    return json.dumps({"type": f"job.{delivery.event}",
+    kind = delivery.event if "." in delivery.event else f"job.{delivery.event}"
+    return json.dumps({"type": kind,
                        "timestamp": when.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
                        "data": job}, separators=(",", ":")).encode()
 
@@ -103,11 +105,16 @@ class WebhookSender:
         `DeliveryFailed` otherwise."""
         # The job as it was at the event, written with the delivery (a delivery from
         # before bodies were kept reads the record as it is now).
-        record = (parse_record(delivery.job_id, delivery.body) if delivery.body
-                  else self.store.record(delivery.job_id))
-        if record is None:
+        if delivery.event.startswith("batch."):
+            batch = self.store.batches.batch(delivery.job_id)
+            data = None if batch is None else batch.model_dump(mode="json")
+        else:
+            record = (parse_record(delivery.job_id, delivery.body) if delivery.body
+                      else self.store.record(delivery.job_id))
+            data = None if record is None else job_view(record).model_dump(mode="json")
+        if data is None:
             return False
-        body = envelope(delivery, job_view(record).model_dump(mode="json"))
+        body = envelope(delivery, data)
         sent_at = int(time.time())
         headers = {"Content-Type": "application/json", "User-Agent": "resq-webhook",
                    ID_HEADER: delivery.id, TIMESTAMP_HEADER: str(sent_at),

@@ -10,6 +10,11 @@ Per job (any queue):
     resq:job-events:<id>     pub/sub channel: the job ended (waiting requests listen)
     resq:delivery:<id>       one webhook delivery: job id, URL, attempts, event, body
 
+Per batch (`POST /batches`; its items are jobs whose ids are `<batch id>.<index>`):
+    resq:batch:<id>          the batch: a hash of its options, progress and counts
+    resq:batch-items:<id>    its items in order: JSON {id, input, bytes[, url]}
+    resq:batch-ended:<id>    item indexes in the order they ended (the results' cursor)
+
 Per queue (`QUEUE_NAME`):
     <queue>, <queue>-interactive   the lanes: Celery's lists of messages
     resq:inflight:<queue>    every accepted job not yet ended, scored by when it was
@@ -27,6 +32,9 @@ Per queue (`QUEUE_NAME`):
     resq:workers:<queue>     the queue's workers, scored by their last beat
     resq:sweeper-lock:<queue>, resq:orphan-scan-lock:<queue>  one at a time per queue
     resq:ratelimit:<queue>   Flask-Limiter's counters (its own keys under this prefix)
+    resq:batches:<queue>     batches with items not yet released, scored by creation
+    resq:batch-unreleased:<queue>  items of those batches not yet released (what
+                             autoscaling counts beside the open jobs)
 
 Per worker process:
     resq:worker:<worker id>  its heartbeat (lives 5 beats)
@@ -64,6 +72,8 @@ class QueueKeys:
         self.sweeper_lock = f"{PREFIX}sweeper-lock:{queue}"
         self.orphan_scan_lock = f"{PREFIX}orphan-scan-lock:{queue}"
         self.rate_limits = f"{PREFIX}ratelimit:{queue}"
+        self.batches = f"{PREFIX}batches:{queue}"
+        self.batch_unreleased = f"{PREFIX}batch-unreleased:{queue}"
 
     def quota_counter(self, caller: str) -> str:
         return f"{PREFIX}queued-by:{self.queue}:{caller}"
@@ -84,6 +94,19 @@ class QueueKeys:
     @staticmethod
     def delivery(delivery_id: str) -> str:
         return f"{PREFIX}delivery:{delivery_id}"
+
+    # Per batch: the same for every queue.
+    @staticmethod
+    def batch(batch_id: str) -> str:
+        return f"{PREFIX}batch:{batch_id}"
+
+    @staticmethod
+    def batch_items(batch_id: str) -> str:
+        return f"{PREFIX}batch-items:{batch_id}"
+
+    @staticmethod
+    def batch_ended(batch_id: str) -> str:
+        return f"{PREFIX}batch-ended:{batch_id}"
 
     # Per worker process.
     @staticmethod

@@ -16,7 +16,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import get_args
 
-from shared.api_models import JobStatus, WebhookEvent
+from shared.api_models import BatchStatus, JobStatus, WebhookEvent
 from shared.job_data.keys import QueueKeys
 
 
@@ -35,9 +35,12 @@ def _locals(pairs: dict[str, str]) -> str:
 
 PRELUDE = _locals({
     **{status.name: status.value for status in JobStatus},
+    **{f"BATCH_{status.name}": status.value for status in BatchStatus},
     **{f"ON_{event.upper()}": event for event in get_args(WebhookEvent)},
+    **{f"ON_BATCH_{event.upper()}": f"batch.{event}" for event in get_args(WebhookEvent)},
     "START_TERMINAL": Start.TERMINAL.value, "START_EXPIRED": Start.EXPIRED.value,
     "RECORD_PREFIX": QueueKeys.record(""),
+    "BATCH_PREFIX": QueueKeys.batch(""), "BATCH_ENDED_PREFIX": QueueKeys.batch_ended(""),
 }) + """
 -- A number's text as JSON has it (Redis replies with integers and strings only).
 local function number(text) return tonumber(text) and text or '0' end
@@ -75,6 +78,89 @@ local function enqueue_webhook(outbox, delivery, delivery_id, job_id, url, event
              'body', body, 'at', now)
   redis.call('EXPIRE', delivery, ttl)
   redis.call('ZADD', outbox, now, delivery_id)
+end
+"""
+
+# Ends a batch's average time between ends (its ETA) is taken over: every end up to
+# this many, then a moving average with this span.
+BATCH_RATE_SPAN = 64
+
+# START's and FINISH's step for a batch item that leaves `queued` (started, or ended
+# before it started): it no longer waits in the lane, so its batch may release
+# another (`shared.job_data.batches.RELEASE` keeps at most BATCH_INFLIGHT waiting).
+# A batch's own webhook (`batch.started`, `batch.completed`) when it asked for the
+# event: a delivery in the outbox whose body the sender reads from the batch then.
+ENQUEUE_BATCH_WEBHOOK = """
+local function enqueue_batch_webhook(batch, batch_id, event, wanted, outbox, delivery,
+                                     delivery_id, now, ttl)
+  local f = redis.call('HMGET', batch, 'webhook', 'webhook_events')
+  if not f[1] or f[1] == '' then return end
+  if not string.find(',' .. (f[2] or ON_COMPLETED) .. ',', ',' .. wanted .. ',', 1, true) then
+    return
+  end
+  redis.call('HSET', delivery, 'job_id', batch_id, 'url', f[1], 'attempts', 0,
+             'event', event, 'body', '', 'at', now)
+  redis.call('EXPIRE', delivery, ttl)
+  redis.call('ZADD', outbox, now, delivery_id)
+end
+"""
+
+# START's and FINISH's step for a batch item that leaves `queued` (started, or ended
+# before it started): it no longer waits in the lane, so its batch may release
+# another (`shared.job_data.batches.RELEASE` keeps at most BATCH_INFLIGHT waiting).
+# The batch's first item to go sends `batch.started` if the batch asked for it.
+BATCH_ITEM_TAKEN = """
+local function batch_item_taken(job_id, outbox, delivery, delivery_id, now, ttl)
+  local dot = string.find(job_id, '.', 1, true)
+  if not dot then return end
+  local batch_id = string.sub(job_id, 1, dot - 1)
+  local batch = BATCH_PREFIX .. batch_id
+  if redis.call('EXISTS', batch) == 0 then return end
+  if redis.call('HINCRBY', batch, 'taken', 1) == 1 then
+    enqueue_batch_webhook(batch, batch_id, ON_BATCH_STARTED, ON_STARTED, outbox, delivery,
+                          delivery_id, now, ttl)
+  end
+end
+"""
+
+# FINISH's step for an item of a batch (a job id
+# `<batch>.<index>`): the batch's counts by status and error code, the index onto
+# the list its results are read from, the average time between ends, and the batch
+# ended once its last item is. Returns the batch's ended count (0: not an item).
+BATCH_ITEM_ENDED = f"""
+local function batch_item_ended(job_id, status, code, now, outbox, delivery, delivery_id,
+                                ttl)
+  local dot = string.find(job_id, '.', 1, true)
+  if not dot then return 0 end
+  local batch_id = string.sub(job_id, 1, dot - 1)
+  local batch = BATCH_PREFIX .. batch_id
+  if redis.call('EXISTS', batch) == 0 then return 0 end
+  redis.call('HINCRBY', batch, 'n:' .. status, 1)
+  if code and code ~= '' then redis.call('HINCRBY', batch, 'e:' .. code, 1) end
+  local ended = redis.call('HINCRBY', batch, 'ended', 1)
+  redis.call('RPUSH', BATCH_ENDED_PREFIX .. batch_id, string.sub(job_id, dot + 1))
+  local f = redis.call('HMGET', batch, 'last_end_at', 'interval', 'total', 'status',
+                       'first_end_at')
+  -- The average time between ends: over every end until there are enough of them,
+  -- then a moving average that follows the rate as it changes.
+  if not f[5] then
+    redis.call('HSET', batch, 'first_end_at', now)
+  elseif ended <= {BATCH_RATE_SPAN} then
+    local interval = (tonumber(now) - tonumber(f[5])) / (ended - 1)
+    redis.call('HSET', batch, 'interval', string.format('%.6f', interval))
+  else
+    local gap = math.max(0, tonumber(now) - tonumber(f[1]))
+    local interval = tonumber(f[2]) * (1 - 1 / {BATCH_RATE_SPAN}) + gap / {BATCH_RATE_SPAN}
+    redis.call('HSET', batch, 'interval', string.format('%.6f', interval))
+  end
+  redis.call('HSET', batch, 'last_end_at', now)
+  if ended >= tonumber(f[3]) then
+    redis.call('HSET', batch, 'finished_at', now)
+    if f[4] == BATCH_RUNNING then redis.call('HSET', batch, 'status', BATCH_SUCCEEDED) end
+    enqueue_batch_webhook(batch, batch_id, ON_BATCH_COMPLETED, ON_COMPLETED, outbox,
+                          delivery, delivery_id, now, ttl)
+  end
+  return ended
 end
 """
 

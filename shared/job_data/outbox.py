@@ -31,11 +31,12 @@ return due[1]
 @dataclass(frozen=True)
 class Delivery:
     id: str
-    job_id: str
+    job_id: str  # a batch's id for a batch's event
     url: str
     attempts: int
-    event: WebhookEvent = "completed"
-    body: bytes = b""  # the job as it was at the event (JSON, without its id)
+    event: WebhookEvent | str = "completed"  # a job's; a batch's: `batch.<event>`
+    body: bytes = b""  # the job as it was at the event (JSON, without its id); a
+    # batch's event has none: the batch is read when it is sent
     at: float = 0.0  # when the event happened (Unix seconds)
 
 

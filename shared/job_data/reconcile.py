@@ -6,8 +6,9 @@ jobs, a bug. It runs on its own in the worker's housekeeping (`worker.redelivery
 and counts what it corrected (`resq_counter_corrections_total`).
 
 One script, so nothing changes while it counts: it reads every job of the index of
-open jobs (bounded by the queue's limits), drops the index entries of jobs that have
-ended or vanished, and sets each count to what the records say.
+open jobs (bounded by the queue's limits) and the batches with unreleased uploads,
+drops the index entries of jobs that have ended or vanished, and sets each count to
+what the records say.
 """
 
 from __future__ import annotations
@@ -20,9 +21,13 @@ from shared.job_data import lua
 from shared.job_data.keys import QueueKeys
 
 RECONCILE = lua.PRELUDE + """
--- KEYS: inflight index, queued-bytes, quota counters in use, corrections
+-- KEYS: inflight index, queued-bytes, quota counters in use, corrections, batches with
+--   items to release
 -- Returns {index entries dropped, queued-bytes corrected (0/1), counters corrected}.
 local bytes, queued_by = 0, {}
+for _, batch in ipairs(redis.call('ZRANGE', KEYS[5], 0, -1)) do
+  bytes = bytes + tonumber(redis.call('HGET', BATCH_PREFIX .. batch, 'held_bytes') or '0')
+end
 local stale = 0
 for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   local record = RECORD_PREFIX .. id
@@ -86,7 +91,7 @@ class Reconciler:
     def reconcile(self) -> Corrections:
         return Corrections(*(int(n) for n in self._reconcile(
             keys=[self.keys.inflight, self.keys.queued_bytes, self.keys.quota_keys,
-                  self.keys.corrections])))
+                  self.keys.corrections, self.keys.batches])))
 
     def corrections_total(self) -> dict[str, int]:
         """Corrections so far, by counter (`open_jobs`, `queued_bytes`, `queued_by_key`)."""

@@ -38,9 +38,10 @@ def new_job_id(now: float | None = None) -> str:
 
 
 def id_time(job_id: str) -> float | None:
-    """When a UUIDv7 job id was made (Unix seconds); None for any other id."""
+    """When a UUIDv7 job id (or a batch item's, `<batch id>.<index>`) was made (Unix
+    seconds); None for any other id."""
     try:
-        parsed = uuid.UUID(job_id)
+        parsed = uuid.UUID(job_id.split(".", 1)[0])
     except ValueError:
         return None
     return (parsed.int >> 80) / 1000 if parsed.version == 7 else None

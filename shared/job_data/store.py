@@ -51,6 +51,7 @@ from shared.errors import (
     normalised_error,
 )
 from shared.job_data import lua
+from shared.job_data.batches import BatchStore
 from shared.job_data.budget import HEADROOM, ROOM_CAP, SLACK, ResultBudget
 from shared.job_data.keys import QueueKeys
 from shared.job_data.lua import Start
@@ -120,18 +121,20 @@ redis.call('ZREM', KEYS[4], ARGV[1])
 return 1
 """
 
-START = lua.PRELUDE + lua.LEAVE_QUEUED + lua.JOB_JSON + lua.ENQUEUE_WEBHOOK + """
+START = (lua.PRELUDE + lua.LEAVE_QUEUED + lua.JOB_JSON + lua.ENQUEUE_WEBHOOK
+         + lua.ENQUEUE_BATCH_WEBHOOK + lua.BATCH_ITEM_TAKEN + """
 -- KEYS: record, image, outbox, delivery; ARGV: worker, now, ttl, delivery id, job id.
 -- Returns {START_TERMINAL} for an ended job, {''} for an unknown one, {START_EXPIRED}
 -- for a queued job past its deadline (left as it is: the caller ends it). A queued or
 -- started job is (re)marked started, and its status before, crash count, image
--- (false once gone) and lane come back: one round trip. A job's first start sends its
+-- (false once gone), lane and URL (a batch's URL item: fetched by the worker; '' for
+-- others) come back: one round trip. A job's first start sends its
 -- `started` webhook if it asked for one.
 local kind = redis.call('TYPE', KEYS[1]).ok
 if kind == 'string' then return {START_TERMINAL} end
 if kind ~= 'hash' then return {''} end
 local f = redis.call('HMGET', KEYS[1], 'status', 'deadline_at', 'quota', 'webhook',
-                     'webhook_events', 'created_at', 'top_k', 'crashes', 'lane')
+                     'webhook_events', 'created_at', 'top_k', 'crashes', 'lane', 'url')
 local status = f[1]
 if status == QUEUED then
   local deadline = tonumber(f[2] or '0')
@@ -140,26 +143,32 @@ if status == QUEUED then
   leave_queued(f[3])
   enqueue_webhook(KEYS[3], KEYS[4], ARGV[4], ARGV[5], f[4], f[5], ON_STARTED,
                   job_json(STARTED, f[6], f[7]), ARGV[2], ARGV[3])
+  batch_item_taken(ARGV[5], KEYS[3], KEYS[4], ARGV[4], ARGV[2], ARGV[3])
 elseif status == STARTED then
   redis.call('HDEL', KEYS[1], 'status')  -- frees first
 else
   return {''}
 end
 redis.call('HSET', KEYS[1], 'status', STARTED, 'worker', ARGV[1], 'started_at', ARGV[2])
-return {status, f[8] or '0', redis.call('GET', KEYS[2]), f[9] or 'batch'}
-"""
+return {status, f[8] or '0', redis.call('GET', KEYS[2]), f[9] or 'batch', f[10] or ''}
+""")
 
-FINISH = lua.PRELUDE + lua.LEAVE_QUEUED + lua.JOB_JSON + lua.ENQUEUE_WEBHOOK + """
+FINISH = (lua.PRELUDE + lua.LEAVE_QUEUED + lua.JOB_JSON + lua.ENQUEUE_WEBHOOK
+          + lua.ENQUEUE_BATCH_WEBHOOK + lua.BATCH_ITEM_TAKEN + lua.BATCH_ITEM_ENDED + """
 -- KEYS: record, image, inflight index, queued-bytes, outbox, delivery, events channel,
 --   ended jobs
--- ARGV: job id, status, field ('result' or 'error'), its JSON, now, ttl, delivery id
+-- ARGV: job id, status, field ('result' or 'error'), its JSON, now, ttl, delivery id,
+--   error code ('' for a result)
 -- Returns 1 if this call ended the job, 0 if it had ended already (or is unknown).
 if redis.call('TYPE', KEYS[1]).ok ~= 'hash' then return 0 end
 local f = redis.call('HMGET', KEYS[1], 'status', 'created_at', 'top_k', 'owner', 'bytes',
                      'quota', 'webhook', 'webhook_events', 'worker')
 if f[1] ~= QUEUED and f[1] ~= STARTED then return 0 end
 redis.call('DEL', KEYS[1], KEYS[2])  -- frees first: the live record and the image
-if f[1] == QUEUED then leave_queued(f[6]) end
+if f[1] == QUEUED then
+  leave_queued(f[6])
+  batch_item_taken(ARGV[1], KEYS[5], KEYS[6], ARGV[7], ARGV[5], ARGV[6])
+end
 redis.call('ZREM', KEYS[3], ARGV[1])
 if tonumber(redis.call('DECRBY', KEYS[4], tonumber(f[5] or '0'))) < 0 then
   redis.call('SET', KEYS[4], 0)
@@ -176,8 +185,9 @@ redis.call('RPUSH', KEYS[8], ARGV[1])
 enqueue_webhook(KEYS[5], KEYS[6], ARGV[7], ARGV[1], f[7], f[8], ON_COMPLETED,
                 job_json(ARGV[2], f[2], f[3], outcome), ARGV[5], ARGV[6])
 redis.call('PUBLISH', KEYS[7], ARGV[2])
+batch_item_ended(ARGV[1], ARGV[2], ARGV[8], ARGV[5], KEYS[5], KEYS[6], ARGV[7], ARGV[6])
 return 1
-"""
+""")
 
 
 # How long the primary's count of connected replicas is taken as it was last read.
@@ -187,13 +197,14 @@ REPLICAS_RECHECK_SECONDS = 1.0
 @dataclass(frozen=True)
 class Started:
     """What `JobStore.start` found: whether to run the job and, when it is to run,
-    its image (None once expired), the crashes it has been charged with and whether
-    it came by the interactive lane."""
+    its image (None once expired, or for a URL item), the crashes it has been charged
+    with, whether it came by the interactive lane, and a batch URL item's URL."""
 
     decision: Start
     image: bytes | None = None
     crashes: int = 0
     interactive: bool = False
+    url: str = ""
 
 
 @dataclass(frozen=True)
@@ -224,7 +235,7 @@ class NewJob:
 
 class JobStore:
     def __init__(self, client: redis.Redis, celery: Celery, *, queue: str, ttl_seconds: int,
-                 acks: ReplicaAcks = ReplicaAcks()):
+                 acks: ReplicaAcks = ReplicaAcks(), batch_inflight: int = 16):
         self.client = client
         self.acks = acks
         self._replicas_seen: tuple[float, int] = (float("-inf"), 0)  # (when, how many)
@@ -241,6 +252,8 @@ class JobStore:
         self._discard_script = client.register_script(DISCARD)
         self._start = client.register_script(START)
         self._finish = client.register_script(FINISH)
+        self.batches = BatchStore(client, queue=queue, ttl_seconds=ttl_seconds,
+                                  send=self._send, inflight=batch_inflight)
 
     # --- create + enqueue (web tier) ------------------------------------------
     def create(self, job_id: str, *, image: bytes, **options) -> JobRecord:
@@ -394,7 +407,8 @@ class JobStore:
         if before in (Start.EXPIRED.value, Start.TERMINAL.value):
             return Started(Start(before))
         return Started(Start.RUN, image=found[2] or None, crashes=int(found[1]),
-                       interactive=found[3] == Lane.INTERACTIVE.value.encode())
+                       interactive=found[3] == Lane.INTERACTIVE.value.encode(),
+                       url=found[4].decode() if len(found) > 4 and found[4] else "")
 
     def finish(self, job_id: str, *, result: dict | None = None,
                error: ResqError | None = None) -> bool:
@@ -413,7 +427,7 @@ class JobStore:
              self.keys.queued_bytes, self.keys.outbox, self.keys.delivery(delivery_id),
              self.keys.events(job_id), self.keys.finished],
             [job_id, status.value, field, json.dumps(payload, separators=(",", ":")),
-             repr(time.time()), self.ttl, delivery_id]))
+             repr(time.time()), self.ttl, delivery_id, "" if error is None else error.code]))
 
     def expire(self, job_id: str) -> bool:
         """End a queued job past its deadline `failed`/`expired`: it never runs. True if

@@ -10,7 +10,7 @@ import pytest
 from shared.errors import UrlFetchFailed
 from shared.url_guard import AddressPolicy
 from tests.support.trickle import TrickleServer
-from web.url_fetch import UrlFetcher
+from shared.url_fetch import UrlFetcher
 from worker.webhooks import DeliveryFailed, WebhookSender
 
 DEADLINE = 1.0

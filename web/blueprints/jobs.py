@@ -7,9 +7,10 @@ import time
 from flask import Blueprint, current_app, g, jsonify, request
 
 from shared.api_models import Job, JobList
-from shared.errors import InvalidField, ServerBusy, Unauthorized
+from shared.errors import InvalidField
 from web import metrics
-from web.body_budget import body_cost
+from web.auth import authenticate
+from web.body_budget import MAX_JSON_BODY_BYTES, reserve
 from web.idempotency import check_key
 from web.rate_limits import caller_key
 from web.services import services
@@ -21,17 +22,7 @@ bp = Blueprint("jobs", __name__)
 WAIT_DECLINED_RETRY_AFTER = 1
 
 
-@bp.before_request
-def authenticate():
-    """With `API_KEYS` set, every `/jobs` call needs a valid key; `g.owner` is the
-    key's owner id (empty without keys)."""
-    keys = services().api_keys
-    g.owner = ""
-    if keys.enabled:
-        owner = keys.owner_of(request)
-        if owner is None:
-            raise Unauthorized()
-        g.owner = owner
+bp.before_request(authenticate)
 
 
 @bp.before_request
@@ -40,11 +31,10 @@ def reserve_body():
     will cost (`web/body_budget.py`); otherwise 503 `server_busy`, the body unread."""
     if request.endpoint != "jobs.submit":
         return
-    cost = body_cost(request, current_app.config["MAX_CONTENT_LENGTH"],
-                     current_app.config["RESQ_MAX_UPLOAD_BYTES"])
-    g.body_reservation = services().body_budget.reserve(cost)
-    if g.body_reservation is None:
-        raise ServerBusy()
+    max_body = MAX_JSON_BODY_BYTES if request.mimetype == "application/json" else \
+        current_app.config["MAX_CONTENT_LENGTH"]
+    g.body_reservation = reserve(services().body_budget, request, max_body,
+                                 fetched_bytes=current_app.config["RESQ_MAX_UPLOAD_BYTES"])
 
 
 @bp.teardown_request
