@@ -3,7 +3,9 @@
 `resq_queued_bytes` (what `QUEUE_MAX_BYTES` limits), and the job data's own counters:
 `resq_results_dropped_total` (ended jobs' records dropped to make room for new work,
 `shared.job_data.budget`) and `resq_counter_corrections_total` (drift the reconcile
-healed, `shared.job_data.reconcile`). They are counts kept in Redis, so every
+healed, `shared.job_data.reconcile`), and the batches': `resq_batch_items_unreleased`,
+`resq_batches_releasing`, `resq_batch_items_released_total` and
+`resq_batches_ended_total` by status. They are counts kept in Redis, so every
 process of both tiers reports the same values, and a backlog is visible while no
 worker is up."""
 
@@ -15,6 +17,7 @@ import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from shared.api_models import BatchStatus
 from shared.job_data.keys import QueueKeys
 from shared.lanes import Lane, lane_list
 
@@ -42,6 +45,17 @@ class QueueCollector(Collector):
         corrected = CounterMetricFamily("resq_counter_corrections",
                                         "Counts the reconcile found off and set right, by "
                                         "counter", labels=["queue", "counter"])
+        unreleased = GaugeMetricFamily("resq_batch_items_unreleased",
+                                       "Items of running batches not yet released into the "
+                                       "batch lane (autoscaling counts them)", labels=["queue"])
+        releasing = GaugeMetricFamily("resq_batches_releasing",
+                                      "Batches with items still to release", labels=["queue"])
+        released = CounterMetricFamily("resq_batch_items_released",
+                                       "Batch items released into the batch lane",
+                                       labels=["queue"])
+        batches_ended = CounterMetricFamily("resq_batches_ended",
+                                            "Batches ended, by status", labels=["queue",
+                                                                                "status"])
         try:
             with self.client.pipeline(transaction=False) as pipe:
                 for lane in Lane:
@@ -50,7 +64,11 @@ class QueueCollector(Collector):
                 pipe.get(self.keys.queued_bytes)
                 pipe.get(self.keys.results_dropped)
                 pipe.hgetall(self.keys.corrections)
-                *waiting, first, queued_bytes, dropped_total, corrections = pipe.execute()
+                pipe.get(self.keys.batch_unreleased)
+                pipe.zcard(self.keys.batches)
+                pipe.hgetall(self.keys.batch_stats)
+                (*waiting, first, queued_bytes, dropped_total, corrections, items_unreleased,
+                 batches_releasing, stats) = pipe.execute()
         except redis.RedisError:
             return  # no sample rather than a wrong one; the worker's `up` still says it lives
         for lane, count in zip(Lane, waiting, strict=True):
@@ -61,4 +79,11 @@ class QueueCollector(Collector):
         for counter in ("open_jobs", "queued_bytes", "queued_by_key"):
             corrected.add_metric([self.queue, counter],
                                  int(corrections.get(counter.encode(), 0)))
-        yield from (length, oldest, held, dropped, corrected)
+        unreleased.add_metric([self.queue], max(0, int(items_unreleased or 0)))
+        releasing.add_metric([self.queue], int(batches_releasing))
+        released.add_metric([self.queue], int(stats.get(b"released", 0)))
+        for status in (BatchStatus.SUCCEEDED, BatchStatus.CANCELLED):
+            batches_ended.add_metric([self.queue, status.value],
+                                     int(stats.get(status.value.encode(), 0)))
+        yield from (length, oldest, held, dropped, corrected, unreleased, releasing, released,
+                    batches_ended)

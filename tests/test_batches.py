@@ -13,6 +13,7 @@ import zipfile
 import pytest
 import redis
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.stack import await_condition, start_gunicorn, start_worker
 from shared.job_data.keys import QueueKeys
@@ -89,6 +90,14 @@ def test_a_url_batch_runs_each_url_once_in_the_worker_and_streams_its_results(
     assert result_lines(stack, batch["id"], after=7) == lines[7:]  # resumes where it stopped
     item = requests.get(f"{stack}/jobs/{by_index[3]['id']}", timeout=10).json()
     assert item["status"] == "succeeded" and item["result"] == by_index[3]["result"]
+    metrics = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for m in text_string_to_metric_families(
+                   requests.get(f"{stack}/metrics", timeout=10).text) for s in m.samples}
+    queue = {("queue", m_queue) for (_, labels) in metrics for (k, m_queue) in labels
+             if k == "queue"}.pop()[1]
+    assert metrics[("resq_batches_ended_total", (("queue", queue), ("status", "succeeded")))] >= 1
+    assert metrics[("resq_batch_items_released_total", (("queue", queue),))] >= 12
+    assert metrics[("resq_batch_items_submitted_total", (("form", "url"),))] >= 12
 
 
 def multipart(n: int) -> list:
@@ -260,3 +269,100 @@ def test_another_keys_batch_is_not_found(redis_url):
         assert client.get(f"/jobs/{batch['id']}.2", headers=bob).status_code == 404
         assert client.get(f"/batches/{batch['id']}", headers=alice).status_code == 200
         assert client.post("/batches", json={"urls": urls_of(1)}).status_code == 401
+
+
+# --- progress as Server-Sent Events --------------------------------------------------
+
+
+def parse_events(text: str) -> list[dict]:
+    """Events of a text/event-stream body: each as its fields, `data` decoded."""
+    events = []
+    for block in text.split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines()
+                      if line and not line.startswith(":"))
+        if fields:
+            fields["data"] = json.loads(fields["data"])
+            events.append(fields)
+    return events
+
+
+def read_stream(response) -> tuple[list[dict], list[float]]:
+    """Every event of a streamed answer, and when (monotonic) each arrived."""
+    import time
+
+    events, times, buffer = [], [], ""
+    for chunk in response.iter_content(chunk_size=None, decode_unicode=True):
+        buffer += chunk
+        while "\n\n" in buffer:
+            block, buffer = buffer.split("\n\n", 1)
+            parsed = parse_events(block + "\n\n")
+            events += parsed
+            times += [time.monotonic()] * len(parsed)
+    return events, times
+
+
+def test_a_batch_streams_its_progress_until_it_ends_at_most_twice_a_second(stack, images):
+    served, _ = images
+    batch = requests.post(f"{stack}/batches", json={
+        "urls": [f"{served}/{i % 12}.jpg" for i in range(30)]}, timeout=30).json()
+    with requests.get(f"{stack}/batches/{batch['id']}/events", stream=True,
+                      timeout=120) as answer:
+        assert answer.headers["Content-Type"].startswith("text/event-stream")
+        events, times = read_stream(answer)
+    assert events[0]["event"] == "batch" and "retry" in events[0]
+    assert events[-1]["data"]["status"] == "succeeded"
+    assert events[-1]["data"]["counts"]["status"]["succeeded"] == 30
+    ids = [int(e["id"]) for e in events]
+    assert ids == sorted(ids) and len(events) >= 2
+    ended = [e["data"]["counts"]["status"]["succeeded"] for e in events]
+    assert ended == sorted(ended)  # progress only moves on
+    # At most 2 a second: the first at once, then at most one each half second (timed
+    # as they arrive here, read as they come over loopback).
+    assert len(events) <= 2 + 2 * (times[-1] - times[0]) + 1, (len(events), times)
+    # Reconnecting after the end gives the end again, and ends.
+    again = requests.get(f"{stack}/batches/{batch['id']}/events", timeout=30,
+                         headers={"Last-Event-ID": events[-1]["id"]})
+    assert [e["data"]["status"] for e in parse_events(again.text)] == ["succeeded"]
+
+
+def test_a_job_streams_its_status_until_it_ends(stack):
+    job = requests.post(f"{stack}/jobs", data=jpeg(), headers={"Content-Type": "image/jpeg"},
+                        timeout=30).json()
+    with requests.get(f"{stack}/jobs/{job['id']}/events", stream=True, timeout=60) as answer:
+        events, _ = read_stream(answer)
+    statuses = [e["data"]["status"] for e in events]
+    assert statuses[-1] == "succeeded" and statuses == sorted(
+        statuses, key=["queued", "started", "succeeded"].index)
+    assert events[-1]["data"]["result"]["predictions"]
+
+
+@pytest.fixture()
+def short_streams(redis_url):
+    """A queue no worker serves, with streams of 1 s and one wait slot."""
+    settings = make_settings(redis_url, queue_name=f"idle-{uuid.uuid4().hex[:8]}",
+                             batch_stream_max_seconds=1, wait_max_concurrent=1,
+                             batch_inflight=INFLIGHT)
+    with running_app(settings) as app:
+        yield app.test_client()
+
+
+def test_a_stream_resumes_from_last_event_id_and_asks_to_reconnect_at_its_end(short_streams):
+    client = short_streams
+    batch = client.post("/batches", json={"urls": urls_of(5)}).json
+    fresh = parse_events(client.get(f"/batches/{batch['id']}/events").get_data(as_text=True))
+    assert len(fresh) == 2 and all(e["retry"] == "1000" for e in fresh)  # now, then at 1 s
+    assert fresh[0]["data"]["status"] == "running"
+    resumed = parse_events(client.get(f"/batches/{batch['id']}/events", headers={
+        "Last-Event-ID": fresh[0]["id"]}).get_data(as_text=True))
+    assert len(resumed) == 1  # not the state it had again: only the reconnect at the end
+
+
+def test_past_the_wait_slots_a_stream_sends_the_state_and_a_later_retry(short_streams):
+    client = short_streams
+    batch = client.post("/batches", json={"urls": urls_of(5)}).json
+    holding = client.get(f"/batches/{batch['id']}/events", buffered=False)
+    first = next(iter(holding.response))  # the one slot is held while this stream runs
+    assert b"event: batch" in first
+    busy = parse_events(client.get(f"/batches/{batch['id']}/events").get_data(as_text=True))
+    assert len(busy) == 1 and busy[0]["retry"] == "5000"
+    holding.close()

@@ -17,6 +17,8 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from flask import Flask, Response, g, request
 from prometheus_client import (
@@ -24,6 +26,7 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
@@ -53,6 +56,8 @@ SUBMITTED = Counter("resq_jobs_submitted_total", "Jobs accepted, by input form a
 BATCHES = Counter("resq_batches_submitted_total", "Batches accepted, by input form", ["form"])
 BATCH_ITEMS = Counter("resq_batch_items_submitted_total",
                       "Items of the batches accepted, by input form", ["form"])
+STREAMS = Gauge("resq_streams_open", "Event and result streams open, by kind (`job`, "
+                "`batch`, `results`)", ["kind"], multiprocess_mode="livesum")
 EXPIRED = Counter("resq_jobs_expired_total",
                   "Queued jobs the web tier ended `expired` when it read them past their "
                   "deadline (workers count theirs in resq_worker_jobs_total{code=\"expired\"})")
@@ -66,6 +71,7 @@ REJECTIONS = Counter("resq_rejections_total",
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 WAIT_OUTCOMES = ("result", "timeout", "declined")
+STREAM_KINDS = ("job", "batch", "results")
 
 
 def method_label(method: str) -> str:
@@ -80,6 +86,8 @@ def initialise() -> None:
     for form in InputForm:
         BATCHES.labels(form=form.value)
         BATCH_ITEMS.labels(form=form.value)
+    for kind in STREAM_KINDS:
+        STREAMS.labels(kind=kind)
     for outcome in WAIT_OUTCOMES:
         WAITS.labels(outcome=outcome)
     for code in error_codes():
@@ -93,6 +101,16 @@ def job_submitted(form: str, lane: str) -> None:
 def batch_submitted(form: str, items: int) -> None:
     BATCHES.labels(form=form).inc()
     BATCH_ITEMS.labels(form=form).inc(items)
+
+
+@contextmanager
+def stream_open(kind: str) -> Iterator[None]:
+    """Counts a stream of `kind` as open while the block runs."""
+    STREAMS.labels(kind=kind).inc()
+    try:
+        yield
+    finally:
+        STREAMS.labels(kind=kind).dec()
 
 
 def job_expired() -> None:

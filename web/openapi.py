@@ -111,6 +111,23 @@ _LOCATION_OPTIONAL = {"Location": {"description": "/jobs/<id> (one image only)",
                                    "schema": {"type": "string"}}}
 
 
+_LAST_EVENT_ID = {
+    "name": "Last-Event-ID", "in": "header", "required": False,
+    "description": "The id of the last event a client has (an EventSource sends it when "
+                   "it reconnects): the state it names is not sent again.",
+    "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
+}
+
+
+def _events(operation_id: str, id_parameter: dict, model, summary: str) -> dict:
+    return {"summary": summary, "operationId": operation_id,
+            "parameters": [id_parameter, _LAST_EVENT_ID],
+            "responses": {"200": {"description": f"`data:` is the {model.__name__}, as JSON",
+                                  "content": {"text/event-stream": {
+                                      "schema": {"type": "string"}}}},
+                          **_errors(401, 404, 429, 503)}}
+
+
 def build_openapi(version: str) -> dict:
     _, schemas = models_json_schema(
         [(m, "validation") for m in (SubmitOptions, UrlSubmission, BatchUrlSubmission)]
@@ -213,6 +230,13 @@ def build_openapi(version: str) -> dict:
                                       "content": {"application/jsonl": {
                                           "schema": _ref(BatchResultLine)}}},
                               **_errors(401, 404, 422, 429, 503)}}},
+            "/batches/{batch_id}/events": {"get": _events(
+                "getBatchEvents", _BATCH_ID, Batch,
+                "The batch's progress as Server-Sent Events (`event: batch`), at most 2 a "
+                "second, until it ends")},
+            "/jobs/{job_id}/events": {"get": _events(
+                "getJobEvents", _JOB_ID, Job,
+                "The job's status as Server-Sent Events (`event: job`), until it ends")},
             "/healthz": {"get": {"summary": "Liveness", "operationId": "healthz",
                                  "responses": {"200": _json(Health, "Alive")}}},
             "/readyz": {"get": {"summary": "Readiness: Redis reachable", "operationId": "readyz",

@@ -107,7 +107,7 @@ local BATCH_FIELDS = {'status', 'total', 'released', 'taken', 'top_k', 'form', '
 
 RELEASE = lua.PRELUDE + WRITE_ITEM + """
 -- KEYS: batch, items, ended list, batches with items to release, unreleased count,
---   inflight index
+--   inflight index, batch stats
 -- ARGV: batch id, most items waiting (released, not yet taken by a worker), now, ttl,
 --   the batch lane's name
 -- Writes the next items' job records (queued, in the batch lane), indexes them as open
@@ -132,6 +132,7 @@ for _, raw in ipairs(items) do
 end
 local moved = #items
 redis.call('HSET', KEYS[1], 'released', released + moved)
+if #out > 0 then redis.call('HINCRBY', KEYS[7], 'released', #out) end
 if held > 0 then redis.call('HINCRBY', KEYS[1], 'held_bytes', -held) end
 if tonumber(redis.call('DECRBY', KEYS[5], moved)) < 0 then redis.call('SET', KEYS[5], 0) end
 if released + moved >= total then redis.call('ZREM', KEYS[4], ARGV[1]) end
@@ -155,7 +156,7 @@ return 1
 
 CANCEL_BATCH = lua.PRELUDE + lua.ENQUEUE_BATCH_WEBHOOK + """
 -- KEYS: batch, items, ended list, batches with items to release, unreleased count,
---   queued-bytes, outbox, delivery
+--   queued-bytes, outbox, delivery, batch stats
 -- ARGV: batch id, now, image key prefix, the cancelled error's code, delivery id, ttl
 -- A running batch becomes cancelled: its unreleased items end at once (their images
 -- freed first), counted failed/cancelled. Returns how many items were released (the
@@ -188,6 +189,7 @@ redis.call('HSET', KEYS[1], 'status', BATCH_CANCELLED, 'released', total, 'held_
            'cancelled_from', released)
 if tonumber(redis.call('HGET', KEYS[1], 'ended')) >= total then
   redis.call('HSET', KEYS[1], 'finished_at', ARGV[2])
+  redis.call('HINCRBY', KEYS[9], BATCH_CANCELLED, 1)
   enqueue_batch_webhook(KEYS[1], ARGV[1], ON_BATCH_COMPLETED, ON_COMPLETED, KEYS[7], KEYS[8],
                         ARGV[5], ARGV[2], ARGV[6])
 end
@@ -292,6 +294,7 @@ class BatchStore:
         batch_id = new_job_id()  # a UUIDv7, as job ids are: items' ids read its time
         created_at = time.time()
         fields = {"top_k": top_k, "form": form, "owner": owner, "webhook": webhook,
+                  "queue": self.keys.queue,
                   "webhook_events": ",".join(webhook_events) if webhook else "",
                   "deadline_at": repr(created_at + deadline_seconds)
                   if deadline_seconds > 0 else ""}
@@ -325,7 +328,8 @@ class BatchStore:
         messages; how many were sent."""
         out = self._release(keys=[self.keys.batch(batch_id), self.keys.batch_items(batch_id),
                                   self.keys.batch_ended(batch_id), self.keys.batches,
-                                  self.keys.batch_unreleased, self.keys.inflight],
+                                  self.keys.batch_unreleased, self.keys.inflight,
+                                  self.keys.batch_stats],
                             args=[batch_id, self.inflight, repr(time.time()), self.ttl,
                                   Lane.BATCH.value])
         for raw_id, top_k, created_at in out:
@@ -448,7 +452,7 @@ class BatchStore:
             keys=[self.keys.batch(batch_id), self.keys.batch_items(batch_id),
                   self.keys.batch_ended(batch_id), self.keys.batches,
                   self.keys.batch_unreleased, self.keys.queued_bytes, self.keys.outbox,
-                  self.keys.delivery(delivery_id)],
+                  self.keys.delivery(delivery_id), self.keys.batch_stats],
             args=[batch_id, repr(time.time()), self.keys.image(""), JobCancelled.code,
                   delivery_id, self.ttl])
         if released < 0:

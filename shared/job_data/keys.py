@@ -35,6 +35,8 @@ Per queue (`QUEUE_NAME`):
     resq:batches:<queue>     batches with items not yet released, scored by creation
     resq:batch-unreleased:<queue>  items of those batches not yet released (what
                              autoscaling counts beside the open jobs)
+    resq:batch-stats:<queue> batch items released so far, and batches ended by
+                             status (`succeeded`, `cancelled`): a hash of counters
 
 Per worker process:
     resq:worker:<worker id>  its heartbeat (lives 5 beats)
@@ -74,6 +76,11 @@ class QueueKeys:
         self.rate_limits = f"{PREFIX}ratelimit:{queue}"
         self.batches = f"{PREFIX}batches:{queue}"
         self.batch_unreleased = f"{PREFIX}batch-unreleased:{queue}"
+        self.batch_stats = self.batch_stats_of(queue)
+
+    @staticmethod
+    def batch_stats_of(queue: str) -> str:
+        return f"{PREFIX}batch-stats:{queue}"
 
     def quota_counter(self, caller: str) -> str:
         return f"{PREFIX}queued-by:{self.queue}:{caller}"

@@ -41,6 +41,7 @@ PRELUDE = _locals({
     "START_TERMINAL": Start.TERMINAL.value, "START_EXPIRED": Start.EXPIRED.value,
     "RECORD_PREFIX": QueueKeys.record(""),
     "BATCH_PREFIX": QueueKeys.batch(""), "BATCH_ENDED_PREFIX": QueueKeys.batch_ended(""),
+    "BATCH_STATS_PREFIX": QueueKeys.batch_stats_of(""),
 }) + """
 -- A number's text as JSON has it (Redis replies with integers and strings only).
 local function number(text) return tonumber(text) and text or '0' end
@@ -156,7 +157,9 @@ local function batch_item_ended(job_id, status, code, now, outbox, delivery, del
   redis.call('HSET', batch, 'last_end_at', now)
   if ended >= tonumber(f[3]) then
     redis.call('HSET', batch, 'finished_at', now)
-    if f[4] == BATCH_RUNNING then redis.call('HSET', batch, 'status', BATCH_SUCCEEDED) end
+    local final = f[4] == BATCH_RUNNING and BATCH_SUCCEEDED or f[4]
+    redis.call('HSET', batch, 'status', final)
+    redis.call('HINCRBY', BATCH_STATS_PREFIX .. redis.call('HGET', batch, 'queue'), final, 1)
     enqueue_batch_webhook(batch, batch_id, ON_BATCH_COMPLETED, ON_COMPLETED, outbox,
                           delivery, delivery_id, now, ttl)
   end

@@ -8,9 +8,9 @@ import ipaddress
 import pytest
 
 from shared.errors import UrlFetchFailed
+from shared.url_fetch import UrlFetcher
 from shared.url_guard import AddressPolicy
 from tests.support.trickle import TrickleServer
-from shared.url_fetch import UrlFetcher
 from worker.webhooks import DeliveryFailed, WebhookSender
 
 DEADLINE = 1.0

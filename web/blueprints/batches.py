@@ -9,8 +9,10 @@ import time
 from flask import Blueprint, Response, g, jsonify, request, stream_with_context
 
 from shared.errors import InvalidField
+from web import metrics
 from web.auth import authenticate
 from web.body_budget import reserve
+from web.event_stream import State, stream_response
 from web.services import services
 
 bp = Blueprint("batches", __name__)
@@ -64,6 +66,29 @@ def cancel(batch_id: str):
     return _batch_response(services().batches.cancel(batch_id, g.owner), 200)
 
 
+@bp.get("/batches/<batch_id>/events")
+def events(batch_id: str):
+    """The batch's progress as Server-Sent Events (`web/event_stream.py`): its status
+    and counts, at most 2 a second, until it ends."""
+    service, owner = services().batches, g.owner
+    service.record(batch_id, owner)  # 404 now, before the stream starts
+
+    def read() -> State:
+        batch = service.get(batch_id, owner)
+        ended = batch.counts.status["succeeded"] + batch.counts.status["failed"]
+        terminal = batch.status.is_terminal()
+        return State(id=ended + int(terminal), event="batch",
+                     data=batch.model_dump(mode="json"), terminal=terminal)
+
+    return stream_response(read, slots=services().wait_slots, key=_slot_key(),
+                           max_seconds=services().settings.batch_stream_max_seconds,
+                           kind="batch")
+
+
+def _slot_key() -> str | None:
+    return g.owner if services().api_keys.enabled else None
+
+
 def _after() -> int:
     raw = request.args.get("after", "0")
     if not (raw.isascii() and raw.isdigit()):
@@ -81,12 +106,11 @@ def results(batch_id: str):
     `?after=<lines it has>`."""
     service, owner, after = services().batches, g.owner, _after()
     service.record(batch_id, owner)  # 404 now, before the stream starts
-    key = owner if services().api_keys.enabled else None
-    limit = services().settings.batch_stream_max_seconds
+    key, limit = _slot_key(), services().settings.batch_stream_max_seconds
 
     def lines():
         cursor = after
-        with services().wait_slots.hold(key) as follow:
+        with services().wait_slots.hold(key) as follow, metrics.stream_open("results"):
             deadline = time.monotonic() + (limit if follow else 0)
             while True:
                 page, cursor, record = service.results(batch_id, owner, cursor, RESULTS_PAGE)

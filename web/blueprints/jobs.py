@@ -6,11 +6,12 @@ import time
 
 from flask import Blueprint, current_app, g, jsonify, request
 
-from shared.api_models import Job, JobList
+from shared.api_models import Job, JobList, JobStatus
 from shared.errors import InvalidField
 from web import metrics
 from web.auth import authenticate
 from web.body_budget import MAX_JSON_BODY_BYTES, reserve
+from web.event_stream import State, stream_response
 from web.idempotency import check_key
 from web.rate_limits import caller_key
 from web.services import services
@@ -69,8 +70,7 @@ def _await(jobs: list[Job], seconds: float) -> tuple[list[Job], float | None]:
     this API key) is taken, in which case the jobs are answered as they are now."""
     if seconds <= 0 or all(job.status.is_terminal() for job in jobs):
         return jobs, seconds
-    key = g.owner if services().api_keys.enabled else None
-    with services().wait_slots.hold(key) as granted:
+    with services().wait_slots.hold(_slot_key()) as granted:
         if not granted:
             metrics.wait_declined()
             return jobs, None
@@ -138,6 +138,26 @@ def get(job_id: str):
     wait, from_prefer = _wait_seconds()
     (job,), waited = _await([_service().get(job_id, g.owner)], wait)
     return _job_response(job, 200, waited=waited, from_prefer=from_prefer)
+
+
+@bp.get("/jobs/<job_id>/events")
+def events(job_id: str):
+    """The job's status as Server-Sent Events (`web/event_stream.py`)."""
+    owner = g.owner
+    _service().get(job_id, owner)  # 404 now, before the stream starts
+
+    def read() -> State:
+        job = _service().get(job_id, owner)
+        return State(id=list(JobStatus).index(job.status), event="job",
+                     data=job.model_dump(mode="json"), terminal=job.status.is_terminal())
+
+    return stream_response(read, slots=services().wait_slots, key=_slot_key(),
+                           max_seconds=services().settings.batch_stream_max_seconds,
+                           kind="job")
+
+
+def _slot_key() -> str | None:
+    return g.owner if services().api_keys.enabled else None
 
 
 @bp.delete("/jobs/<job_id>")
