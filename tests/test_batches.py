@@ -366,3 +366,16 @@ def test_past_the_wait_slots_a_stream_sends_the_state_and_a_later_retry(short_st
     busy = parse_events(client.get(f"/batches/{batch['id']}/events").get_data(as_text=True))
     assert len(busy) == 1 and busy[0]["retry"] == "5000"
     holding.close()
+
+
+def test_the_same_idempotency_key_and_batch_give_the_same_batch_and_another_a_409(idle):
+    client, _, _ = idle
+    key = {"Idempotency-Key": f"import-{uuid.uuid4().hex}"}
+    first = client.post("/batches", json={"urls": urls_of(3)}, headers=key)
+    again = client.post("/batches", json={"urls": urls_of(3)}, headers=key)
+    assert first.status_code == again.status_code == 202
+    assert again.json["id"] == first.json["id"]
+    assert again.headers["Idempotent-Replayed"] == "true"
+    other = client.post("/batches", json={"urls": urls_of(4)}, headers=key)
+    assert other.status_code == 409 and other.json["error"]["code"] == "idempotency_key_reused"
+    assert client.get("/scaling").json["open"] == 3  # one batch made, not two

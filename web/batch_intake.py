@@ -16,6 +16,7 @@ within `BATCH_MAX_BYTES`, so no archive inflates past what a multipart body may 
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import tarfile
@@ -48,6 +49,17 @@ class BatchSubmission:
     items: list[NewItem]
     options: SubmitOptions
     form: InputForm
+
+    def fingerprint(self) -> str:
+        """What `Idempotency-Key` compares: the form, each item (its URL, or its
+        name and its image's SHA-256) in order, and every option."""
+        digest = hashlib.sha256(f"batch\0{self.form.value}\0".encode())
+        for item in self.items:
+            what = item.url if item.url is not None else \
+                f"{item.input}\0" + hashlib.sha256(item.image or b"").hexdigest()
+            digest.update(what.encode() + b"\0")
+        digest.update(self.options.model_dump_json().encode())
+        return digest.hexdigest()
 
 
 def _hidden(name: str) -> bool:

@@ -9,6 +9,7 @@ import hmac
 from shared.api_models import Batch, BatchResultLine
 from shared.errors import BatchNotFound
 from shared.job_data.batches import BatchRecord
+from shared.job_data.records import new_job_id
 from web import metrics
 from web.batch_intake import BatchSubmission
 from web.job_service import JobService, redis_guard
@@ -20,17 +21,38 @@ class BatchService:
         self.settings = jobs.settings
         self.batches = jobs.store.batches
 
-    def submit(self, submission: BatchSubmission, owner: str = "") -> Batch:
-        """Store the batch and release its first items; the batch as it is then.
-        `QueueFull` (503) when its images would pass `QUEUE_MAX_BYTES`."""
+    def submit(self, submission: BatchSubmission, owner: str = "",
+               idempotency_key: str | None = None) -> tuple[Batch, bool]:
+        """Store the batch and release its first items; the batch as it is then, or
+        (with an `Idempotency-Key` seen before for the same request) the batch that
+        key made, and whether it is that one. `QueueFull` (503) when its images would
+        pass `QUEUE_MAX_BYTES`."""
+        batch_id = new_job_id()
+        if idempotency_key is None:
+            return self._create(submission, owner, batch_id), False
+        idempotency = self.jobs.idempotency
+        with redis_guard():
+            earlier = idempotency.claim(owner, idempotency_key, submission.fingerprint(),
+                                        batch_id)
+        if earlier is not None:
+            return self.get(earlier, owner), True
+        try:
+            return self._create(submission, owner, batch_id), False
+        except Exception:
+            with redis_guard():
+                idempotency.release(owner, idempotency_key, batch_id)
+            raise
+
+    def _create(self, submission: BatchSubmission, owner: str, batch_id: str) -> Batch:
         options = submission.options
         with redis_guard():
-            batch_id = self.batches.create(
+            self.batches.create(
                 submission.items, top_k=options.top_k, form=submission.form.value,
                 owner=owner, deadline_seconds=self.jobs.deadline_seconds(
                     options.deadline_seconds),
                 max_queue_bytes=self.settings.queue_max_bytes,
-                webhook=options.webhook or "", webhook_events=tuple(options.webhook_events))
+                webhook=options.webhook or "", webhook_events=tuple(options.webhook_events),
+                batch_id=batch_id)
         metrics.batch_submitted(submission.form.value, len(submission.items))
         return self.get(batch_id, owner)
 

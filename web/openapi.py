@@ -186,7 +186,7 @@ def build_openapi(version: str) -> dict:
             "/batches": {"post": {
                 "summary": "Submit a batch: many images, each a job, released a few at a time",
                 "operationId": "submitBatch",
-                "parameters": [_TOP_K, _WEBHOOK, _WEBHOOK_EVENTS, _DEADLINE],
+                "parameters": [_TOP_K, _WEBHOOK, _WEBHOOK_EVENTS, _DEADLINE, _IDEMPOTENCY_KEY],
                 "requestBody": {"required": True, "content": {
                     "application/json": {"schema": _ref(BatchUrlSubmission)},
                     "multipart/form-data": {"schema": {
@@ -205,7 +205,7 @@ def build_openapi(version: str) -> dict:
                     "202": {**_json(Batch, "Accepted; follow the Location"),
                             "headers": {"Location": {"description": "/batches/<id>",
                                                      "schema": {"type": "string"}}}},
-                    **_errors(400, 401, 413, 415, 422, 429, 503),
+                    **_errors(400, 401, 409, 413, 415, 422, 429, 503),
                 },
             }},
             "/batches/{batch_id}": {

@@ -287,11 +287,12 @@ class BatchStore:
 
     def create(self, items: list[NewItem], *, top_k: int, form: str, owner: str = "",
                deadline_seconds: float = 0.0, max_queue_bytes: int = 0, webhook: str = "",
-               webhook_events: tuple[str, ...] = ("completed",)) -> str:
+               webhook_events: tuple[str, ...] = ("completed",),
+               batch_id: str | None = None) -> str:
         """Store a batch of `items` and release its first ones; its id. `QueueFull`
         when its images would pass `max_queue_bytes`, or Redis's memory is full of
         what cannot be dropped."""
-        batch_id = new_job_id()  # a UUIDv7, as job ids are: items' ids read its time
+        batch_id = batch_id or new_job_id()  # a UUIDv7, as job ids: items' ids read its time
         created_at = time.time()
         fields = {"top_k": top_k, "form": form, "owner": owner, "webhook": webhook,
                   "queue": self.keys.queue,

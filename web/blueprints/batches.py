@@ -13,6 +13,7 @@ from web import metrics
 from web.auth import authenticate
 from web.body_budget import reserve
 from web.event_stream import State, stream_response
+from web.idempotency import check_key
 from web.services import services
 
 bp = Blueprint("batches", __name__)
@@ -49,11 +50,17 @@ def _batch_response(batch, status: int):
 
 @bp.post("/batches")
 def submit():
+    key = request.headers.get("Idempotency-Key")
+    if key is not None:
+        key = check_key(key)
     submission = services().batch_intake.read(request)
-    batch = services().batches.submit(submission, g.owner)
+    batch, replayed = services().batches.submit(submission, g.owner, key)
     del submission
     release_body()  # the images are in Redis
-    return _batch_response(batch, 202)
+    response = _batch_response(batch, 202)
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
 
 
 @bp.get("/batches/<batch_id>")
