@@ -4,10 +4,12 @@
     resq get JOB_ID --wait 10
     resq cancel JOB_ID
     resq watch incoming/                       # submit each new image, print results
+    resq batch photos/ --out results.jsonl     # one batch: a folder, files, or --urls FILE
+    resq batch --resume BATCH_ID --out results.jsonl
 
 The server and API key come from --url / --api-key or RESQ_URL / RESQ_API_KEY.
 Human output by default, one JSON object per job with --json. Exit codes:
-0 every job succeeded (or was accepted, without --wait); 1 a job failed;
+0 every job (or batch item) succeeded (or was accepted, without --wait); 1 one failed;
 2 a request was refused (bad input, unknown job, bad key); 3 a wait ended before
 the job did; 4 the server could not be reached or stayed unavailable.
 """
@@ -61,6 +63,19 @@ def parser() -> argparse.ArgumentParser:
     watch.add_argument("--top-k", type=int)
     watch.add_argument("--interval", type=float, default=0.5, help="seconds between scans")
     watch.add_argument("--exit-after", type=int, help="stop after this many results")
+
+    batch = commands.add_parser(
+        "batch", help="submit many images as one batch and write each result as it comes",
+        description="Submit a folder, files or URLs as one batch; write each item's result "
+                    "line to --out (JSON Lines) as it ends, with a progress bar. Ctrl-C "
+                    "stops reading (the batch goes on); --resume picks it up where the "
+                    "file ends.")
+    batch.add_argument("inputs", nargs="*", type=Path, help="image files and folders")
+    batch.add_argument("--urls", type=Path, help="a file of http(s) URLs, one a line")
+    batch.add_argument("--out", type=Path, required=True, help="results, JSON Lines")
+    batch.add_argument("--resume", metavar="BATCH_ID", help="go on reading a batch")
+    batch.add_argument("--top-k", type=int)
+    batch.add_argument("--no-progress", action="store_true", help="no progress bar")
     return top
 
 
@@ -149,6 +164,75 @@ def run_watch(client: ResqClient, args, out: Output) -> int:
     return worst
 
 
+def batch_files(inputs: list[Path]) -> list[Path]:
+    """The image files of `inputs`: files as given, folders walked in name order."""
+    found = []
+    for given in inputs:
+        if given.is_dir():
+            found += sorted(p for p in given.rglob("*") if p.is_file()
+                            and p.suffix.lower() in MEDIA_TYPES
+                            and not any(part.startswith(".") for part in p.parts))
+        else:
+            found.append(given)
+    return found
+
+
+def lines_already_read(out: Path) -> int:
+    """The whole lines `out` holds (a line cut short by an interrupt is dropped)."""
+    if not out.exists():
+        return 0
+    data = out.read_bytes()
+    whole = data[: data.rfind(b"\n") + 1]
+    if len(whole) != len(data):
+        out.write_bytes(whole)
+    return whole.count(b"\n")
+
+
+def run_batch(client: ResqClient, args, out: Output) -> int:
+    from tqdm import tqdm
+
+    if args.resume:
+        batch_id = args.resume
+    else:
+        if bool(args.urls) == bool(args.inputs):
+            raise ResqClientError(0, "usage", "give image files or folders, or --urls FILE")
+        if args.urls:
+            urls = [u.strip() for u in args.urls.read_text().splitlines() if u.strip()]
+            batch = client.submit_batch(urls=urls, top_k=args.top_k)
+        else:
+            batch = client.submit_batch(batch_files(args.inputs), top_k=args.top_k)
+        batch_id = batch["id"]
+        if args.out.exists():
+            args.out.unlink()  # a new batch: a new file
+    bar = None
+    try:
+        print(f"batch {batch_id}; resume with: resq batch --resume {batch_id} --out "
+              f"{args.out}", file=sys.stderr, flush=True)
+        after = lines_already_read(args.out)
+        total = client.batch(batch_id)["total"]
+        bar = tqdm(total=total, initial=after, unit="image", disable=args.no_progress,
+                   file=sys.stderr, dynamic_ncols=True)
+        with args.out.open("a") as results:
+            for line in client.iter_results(batch_id, after=after):
+                results.write(json.dumps(line, separators=(",", ":")) + "\n")
+                results.flush()
+                bar.update(1)
+    except KeyboardInterrupt:
+        if bar is not None:
+            bar.close()
+        print(f"stopped; the batch goes on. resume with: resq batch --resume {batch_id} "
+              f"--out {args.out}", file=sys.stderr, flush=True)
+        return 130
+    bar.close()
+    batch = client.batch(batch_id)
+    counts = batch["counts"]["status"]
+    print(f"batch {batch_id} {batch['status']}: {counts['succeeded']} succeeded, "
+          f"{counts['failed']} failed", file=sys.stderr, flush=True)
+    if args.json:
+        print(json.dumps(batch), flush=True)
+    return EXIT_OK if counts["failed"] == 0 and batch["status"] == "succeeded" else EXIT_FAILED
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     client = ResqClient(args.url, args.api_key, retries=args.retries)
@@ -164,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
             job = client.cancel(args.id)
             out.job(job)
             return EXIT_OK
+        if args.command == "batch":
+            return run_batch(client, args, out)
         return run_watch(client, args, out)
     except JobTimeout as timeout:
         out.job(timeout.job)

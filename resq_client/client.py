@@ -5,19 +5,26 @@
     job = client.get(job["id"], wait=30)
     client.cancel(job["id"])
 
-Jobs are the server's JSON (`id`, `status`, `result`, `error`, ...). 503 and 429
+    batch = client.submit_batch(["a.jpg", "b.jpg"])       # or URLs: submit_batch(urls=[...])
+    for line in client.iter_results(batch["id"]):         # as items end; resumes by itself
+        ...
+    client.cancel_batch(batch["id"])
+
+Jobs and batches are the server's JSON (`id`, `status`, `result`, `error`, ...). 503 and 429
 answers are retried after their `Retry-After` (capped), a few times; other errors
 raise `ResqClientError` with the server's code and message.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
 import requests
 
 TERMINAL = {"succeeded", "failed"}
+BATCH_TERMINAL = {"succeeded", "cancelled"}
 MEDIA_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png",
                ".webp": "image/webp", ".gif": "image/gif", ".bmp": "image/bmp",
                ".tif": "image/tiff", ".tiff": "image/tiff"}
@@ -91,6 +98,65 @@ class ResqClient:
                 raise JobTimeout(job)
             job = self.get(job_id, wait=min(remaining, 30.0))
         return job
+
+    # --- batches -------------------------------------------------------------------
+    def submit_batch(self, images: list[str | Path] | None = None, *,
+                     urls: list[str] | None = None, top_k: int | None = None,
+                     webhook: str | None = None, idempotency_key: str | None = None) -> dict:
+        """A batch of image files (one multipart request, each file an item named by
+        its path) or of http(s) URLs (fetched by the workers): the batch as accepted."""
+        if (images is None) == (urls is None):
+            raise ValueError("submit_batch takes images or urls")
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        options = {k: v for k, v in (("top_k", top_k), ("webhook", webhook)) if v is not None}
+        if urls is not None:
+            return self._request("POST", "/batches", headers=headers,
+                                 json={"urls": list(urls), **options})
+        files = []
+        for image in images:
+            path = Path(image)
+            files.append(("image", (str(image), path.read_bytes(),
+                                    MEDIA_TYPES.get(path.suffix.lower(), "image/jpeg"))))
+        return self._request("POST", "/batches", headers=headers, files=files,
+                             data={k: str(v) for k, v in options.items()})
+
+    def batch(self, batch_id: str) -> dict:
+        return self._request("GET", f"/batches/{batch_id}")
+
+    def cancel_batch(self, batch_id: str) -> dict:
+        return self._request("DELETE", f"/batches/{batch_id}")
+
+    def iter_results(self, batch_id: str, after: int = 0):
+        """Each item's result line (a dict) as it ends, from line `after` on, until the
+        batch has ended and every line has come; a stream the server ends early (its
+        time is up, or the connection broke) is picked up again where it stopped."""
+        failures = 0
+        while True:
+            before = after
+            try:
+                with self.session.get(f"{self.base_url}/batches/{batch_id}/results",
+                                      params={"after": after}, stream=True,
+                                      timeout=(self.timeout, None)) as response:
+                    if not response.ok:
+                        self._json(response)
+                    for raw in response.iter_lines():
+                        if raw:
+                            after += 1
+                            failures = 0
+                            yield json.loads(raw)
+            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError):
+                failures += 1
+                if failures > self.retries:
+                    raise ServiceUnavailable(
+                        0, "connection_failed",
+                        f"the results of batch {batch_id} stopped coming") from None
+                time.sleep(min(2 ** failures * 0.2, self.max_retry_after))
+                continue
+            batch = self.batch(batch_id)
+            if batch["status"] in BATCH_TERMINAL and after >= batch["total"]:
+                return
+            if after == before:  # the server had no slot to follow it: ask again shortly
+                time.sleep(1.0)
 
     # --- transport -----------------------------------------------------------------
     def _request(self, method: str, path: str, *, wait: float | None = None, **kwargs) -> dict:

@@ -146,3 +146,53 @@ def test_the_client_retries_503_after_retry_after():
     assert job == {"id": "x", "status": "queued"}
     gaps = [b - a for a, b in itertools.pairwise(Busy.arrivals)]
     assert len(Busy.arrivals) == 3 and all(gap >= 0.9 for gap in gaps), gaps
+
+
+def test_batch_writes_a_line_per_image_and_says_in_its_exit_code_that_one_failed(server,
+                                                                                images):
+    out = images / "results.jsonl"
+    result = resq("batch", str(images), "--out", str(out), url=server)
+    assert result.returncode == 1, result.stderr  # broken.jpg failed
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(line["input"].rsplit("/", 1)[-1] for line in lines) == [
+        "broken.jpg", "cat.jpg", "rocket.jpg"]  # notes.txt is not an image file
+    assert {line["status"] for line in lines} == {"succeeded", "failed"}
+    assert "2 succeeded, 1 failed" in result.stderr
+    assert "3/3" in result.stderr  # the progress bar's last state
+
+    good = images / "good"
+    good.mkdir()
+    (good / "cat.jpg").write_bytes(jpeg())
+    done = resq("batch", str(good), "--out", str(out), "--no-progress", url=server)
+    assert done.returncode == 0 and len(out.read_text().splitlines()) == 1  # a new file
+
+
+def test_batch_stops_on_ctrl_c_and_resumes_where_its_file_ends(idle_server, images):
+    import signal
+
+    out = images / "results.jsonl"
+    command = [str(VENV_BIN / "resq"), "--url", idle_server, "--api-key", KEY, "batch",
+               str(images / "cat.jpg"), str(images / "rocket.jpg"), str(images / "broken.jpg"),
+               "--out", str(out)]
+    running = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=base_env())
+    try:
+        first = running.stderr.readline()  # "batch <id>; resume with: ..." once accepted
+        assert first.startswith("batch "), first
+        batch_id = first.split()[1].rstrip(";")
+        running.send_signal(signal.SIGINT)  # no worker serves this queue: nothing ended yet
+        rest = running.communicate(timeout=60)[1]
+    finally:
+        running.kill()
+    assert running.returncode == 130 and f"--resume {batch_id}" in rest
+
+    client = ResqClient(idle_server, KEY)
+    client.cancel(f"{batch_id}.1")  # one item ends (cancelled) ...
+    first_line = next(client.iter_results(batch_id))
+    out.write_text(json.dumps(first_line) + "\n" + '{"index": 2, "cut sh')  # ... and a cut line
+    client.cancel_batch(batch_id)  # the rest end too
+    resumed = resq("--api-key", KEY, "batch", "--resume", batch_id, "--out", str(out),
+                   "--no-progress", url=idle_server)
+    assert resumed.returncode == 1, resumed.stderr  # cancelled items failed
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(line["index"] for line in lines) == [0, 1, 2]  # each once, none lost
+    assert lines[0] == first_line
