@@ -69,3 +69,41 @@ def test_a_bad_file_shows_its_error_in_words(server, browser, tmp_path):
     assert card.get_attribute("data-status") == "failed"
     assert "not an image" in status and "unsupported_image_format" in status
     assert card.find_elements(By.CSS_SELECTOR, ".bar") == []
+
+
+def _batch_done(browser):
+    for card in browser.find_elements(By.CSS_SELECTOR, "article.batch"):
+        rows = card.find_elements(By.CSS_SELECTOR, "tbody tr")
+        if card.get_attribute("data-status") == "succeeded" and len(rows) == 3:
+            return card
+    return None
+
+
+def test_many_images_become_a_batch_with_a_progress_bar_and_a_results_table(server, browser,
+                                                                            tmp_path):
+    paths = []
+    for name, photo in (("cat.jpg", "chelsea"), ("rocket.jpg", "rocket")):
+        path = tmp_path / name
+        path.write_bytes(jpeg(320, 240, photo))
+        paths.append(path)
+    broken = tmp_path / "broken.jpg"
+    whole = jpeg(640, 480)
+    broken.write_bytes(whole[: len(whole) // 3])  # its header passes; decoding fails
+    paths.append(broken)
+    browser.get(server + "/")
+    browser.find_element(By.ID, "files").send_keys("\n".join(str(p) for p in paths))
+    card = WebDriverWait(browser, 90).until(_batch_done)
+    assert card.find_element(By.CSS_SELECTOR, ".name").text == "batch (3 images)"
+    progress = card.find_element(By.CSS_SELECTOR, ".progress")
+    assert progress.get_attribute("value") == progress.get_attribute("max") == "3"
+    assert progress.rect["width"] > 300  # drawn across the page, full
+    summary = card.find_element(By.CSS_SELECTOR, ".summary").text
+    assert summary.startswith("3 of 3 done") and "1 failed" in summary
+    rows = {row.find_elements(By.TAG_NAME, "td")[1].text:
+            [cell.text for cell in row.find_elements(By.TAG_NAME, "td")]
+            for row in card.find_elements(By.CSS_SELECTOR, "tbody tr")}
+    assert set(rows) == {"cat.jpg", "rocket.jpg", "broken.jpg"}
+    assert rows["cat.jpg"][2] == "succeeded" and rows["cat.jpg"][4].endswith("%")
+    assert rows["broken.jpg"][2] == "failed" and "bad_image" in rows["broken.jpg"][3]
+    assert _card_for(browser, "cat.jpg") is None  # a batch, not three jobs
+    browser.save_screenshot(str(tmp_path / "batch.png"))
