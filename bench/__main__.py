@@ -23,7 +23,7 @@ from pathlib import Path
 import redis
 import requests
 
-from bench import inprocess, lanes, load, report, workload
+from bench import batches, inprocess, lanes, load, report, workload
 from bench.cpu import ServiceCpu
 from bench.stack import await_condition, redis_server, start_gunicorn, start_worker
 from shared.capacity import usable_cores
@@ -209,6 +209,11 @@ def main() -> None:
             results["lanes"] = measure_lanes(web, redis_url, work, images, env, quick)
         finally:
             web_proc.stop()
+
+    print("[batches] a batch against the same images as separate jobs ...", flush=True)
+    results["batches"] = batches.run(work, 500 if quick else 10_000,
+                                     {**env, "MODEL_ENGINE": DEFAULT[0],
+                                      "MODEL_PRECISION": DEFAULT[1]})
 
     default = engines["-".join(DEFAULT)]
     # The default engine's figures also under the flat keys of earlier results.

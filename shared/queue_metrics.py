@@ -76,7 +76,7 @@ class QueueCollector(Collector):
         oldest.add_metric([self.queue], max(0.0, time.time() - first[0][1]) if first else 0.0)
         held.add_metric([self.queue], int(queued_bytes or 0))
         dropped.add_metric([self.queue], int(dropped_total or 0))
-        for counter in ("open_jobs", "queued_bytes", "queued_by_key"):
+        for counter in ("open_jobs", "queued_bytes", "queued_by_key", "batch_unreleased"):
             corrected.add_metric([self.queue, counter],
                                  int(corrections.get(counter.encode(), 0)))
         unreleased.add_metric([self.queue], max(0, int(items_unreleased or 0)))

@@ -22,11 +22,27 @@ from shared.job_data.keys import QueueKeys
 
 RECONCILE = lua.PRELUDE + """
 -- KEYS: inflight index, queued-bytes, quota counters in use, corrections, batches with
---   items to release
--- Returns {index entries dropped, queued-bytes corrected (0/1), counters corrected}.
+--   items to release, unreleased count
+-- Returns {index entries dropped, queued-bytes corrected (0/1), counters corrected,
+--   unreleased count corrected (0/1)}.
 local bytes, queued_by = 0, {}
+-- A batch whose record expired (no worker released its items for a whole TTL) leaves
+-- the index of batches to release; what the others hold is counted.
+local unreleased = 0
 for _, batch in ipairs(redis.call('ZRANGE', KEYS[5], 0, -1)) do
-  bytes = bytes + tonumber(redis.call('HGET', BATCH_PREFIX .. batch, 'held_bytes') or '0')
+  local f = redis.call('HMGET', BATCH_PREFIX .. batch, 'held_bytes', 'total', 'released',
+                       'status')
+  if not f[4] then
+    redis.call('ZREM', KEYS[5], batch)
+  elseif f[4] == BATCH_RUNNING then
+    bytes = bytes + tonumber(f[1] or '0')
+    unreleased = unreleased + tonumber(f[2]) - tonumber(f[3])
+  end
+end
+local unreleased_fixed = 0
+if tonumber(redis.call('GET', KEYS[6]) or '0') ~= unreleased then
+  redis.call('SET', KEYS[6], unreleased)
+  unreleased_fixed = 1
 end
 local stale = 0
 for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
@@ -66,7 +82,8 @@ end
 if stale > 0 then redis.call('HINCRBY', KEYS[4], 'open_jobs', stale) end
 if bytes_fixed > 0 then redis.call('HINCRBY', KEYS[4], 'queued_bytes', 1) end
 if counters_fixed > 0 then redis.call('HINCRBY', KEYS[4], 'queued_by_key', counters_fixed) end
-return {stale, bytes_fixed, counters_fixed}
+if unreleased_fixed > 0 then redis.call('HINCRBY', KEYS[4], 'batch_unreleased', 1) end
+return {stale, bytes_fixed, counters_fixed, unreleased_fixed}
 """
 
 
@@ -77,9 +94,11 @@ class Corrections:
     open_jobs: int  # index entries of jobs that had ended or vanished
     queued_bytes: int  # 1 if the bytes count was off
     queued_by_key: int  # callers' counters that were off
+    batch_unreleased: int = 0  # 1 if the count of unreleased batch items was off
 
     def __bool__(self) -> bool:
-        return bool(self.open_jobs or self.queued_bytes or self.queued_by_key)
+        return bool(self.open_jobs or self.queued_bytes or self.queued_by_key
+                    or self.batch_unreleased)
 
 
 class Reconciler:
@@ -91,8 +110,9 @@ class Reconciler:
     def reconcile(self) -> Corrections:
         return Corrections(*(int(n) for n in self._reconcile(
             keys=[self.keys.inflight, self.keys.queued_bytes, self.keys.quota_keys,
-                  self.keys.corrections, self.keys.batches])))
+                  self.keys.corrections, self.keys.batches, self.keys.batch_unreleased])))
 
     def corrections_total(self) -> dict[str, int]:
-        """Corrections so far, by counter (`open_jobs`, `queued_bytes`, `queued_by_key`)."""
+        """Corrections so far, by counter (`open_jobs`, `queued_bytes`, `queued_by_key`,
+        `batch_unreleased`)."""
         return {k.decode(): int(v) for k, v in self.client.hgetall(self.keys.corrections).items()}

@@ -133,3 +133,16 @@ def test_a_batch_that_asked_for_its_webhooks_gets_started_and_completed_once(sto
     assert sorted(events) == ["batch.completed", "batch.started"]
     assert {store.client.hget(store.keys.delivery(d.decode()), "job_id").decode()
             for d in due} == {batch_id}
+
+
+def test_a_batch_whose_record_expired_unreleased_is_healed_out_of_the_counts(store):
+    kept = store.batches.create(url_items(10), top_k=1, form="url")
+    gone = store.batches.create([NewItem(input="a.jpg", image=IMAGE)] * 8, top_k=1,
+                                form="multipart")
+    store.client.delete(store.keys.batch(gone))  # its TTL ran out while no worker ran
+    corrections = Reconciler(store.client, store.queue).reconcile()
+    assert corrections.batch_unreleased == 1 and corrections.queued_bytes == 1
+    assert read_load(store.client, store.queue).unreleased == 10 - INFLIGHT
+    assert store.client.zrange(store.keys.batches, 0, -1) == [kept.encode()]
+    assert store.queued_bytes() == 4 * len(IMAGE)  # the released four (open jobs) only
+    assert not Reconciler(store.client, store.queue).reconcile()  # and it stays right
