@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import tarfile
 import zipfile
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ from shared.errors import (
     UnsupportedMediaType,
 )
 from shared.job_data.batches import NewItem
-from web.intake import Intake, validate
+from web.intake import Intake, query_options, read_json_object, validate
 
 # Largest JSON body of a batch: 10,000 URLs of 400 characters.
 MAX_BATCH_JSON_BYTES = 4 * 1024 * 1024
@@ -104,21 +103,11 @@ class BatchIntake:
                                                   "message": f"at most {self.max_items}"}])
 
     def _urls(self, request: Request) -> BatchSubmission:
-        data = request.stream.read(MAX_BATCH_JSON_BYTES + 1)
-        if len(data) > MAX_BATCH_JSON_BYTES:
-            raise PayloadTooLarge(f"a batch's JSON body is at most {MAX_BATCH_JSON_BYTES} "
-                                  "bytes")
-        try:
-            body = json.loads(data or b"null")
-        except (ValueError, UnicodeDecodeError):
-            raise BadRequest("the body is not valid JSON") from None
-        if not isinstance(body, dict):
-            raise InvalidField("body: a JSON object with a `urls` list is required",
-                               details=[{"field": "body", "message": "must be an object"}])
+        body = read_json_object(request, MAX_BATCH_JSON_BYTES, "a batch's URLs and options",
+                                "a `urls` list")
         if isinstance(body.get("urls"), list) and len(body["urls"]) > self.max_items:
             raise self._too_many(len(body["urls"]))
-        query = {k: v for k, v in request.args.items() if k in SubmitOptions.model_fields}
-        submission = validate(BatchUrlSubmission, {**query, **body})
+        submission = validate(BatchUrlSubmission, {**query_options(request), **body})
         options = SubmitOptions(**submission.model_dump(exclude={"urls"}))
         return BatchSubmission([NewItem(input=url, url=url) for url in submission.urls],
                                options, InputForm.URL)

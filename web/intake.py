@@ -51,6 +51,27 @@ def validate(model: type[BaseModel], data: dict) -> BaseModel:
         raise InvalidField(summary, details=details) from None
 
 
+def read_json_object(request: Request, max_bytes: int, what: str, needs: str) -> dict:
+    """`request`'s body as a JSON object of at most `max_bytes` (413 past it, 400 for
+    what is not JSON, 422 for JSON that is not an object with `needs`)."""
+    data = request.stream.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise PayloadTooLarge(f"a JSON body ({what}) is at most {max_bytes} bytes")
+    try:
+        body = json.loads(data or b"null")
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise InvalidField(f"body: a JSON object with {needs} is required",
+                           details=[{"field": "body", "message": "must be an object"}])
+    return body
+
+
+def query_options(request: Request) -> dict:
+    """The job options given in the query string (a JSON body's fields win over them)."""
+    return {k: v for k, v in request.args.items() if k in SubmitOptions.model_fields}
+
+
 class Intake:
     def __init__(self, *, max_upload_bytes: int, max_image_pixels: int, fetcher: UrlFetcher,
                  max_decode_bytes: int | None = None, webhooks_enabled: bool = False,
@@ -129,20 +150,9 @@ class Intake:
         return images
 
     def _url(self, request: Request) -> tuple[bytes, SubmitOptions, InputForm, str]:
-        data = request.stream.read(MAX_JSON_BODY_BYTES + 1)
-        if len(data) > MAX_JSON_BODY_BYTES:
-            raise PayloadTooLarge(f"a JSON body (a URL and options) is at most "
-                                  f"{MAX_JSON_BODY_BYTES} bytes")
-        try:
-            body = json.loads(data or b"null")
-        except (ValueError, UnicodeDecodeError):
-            raise BadRequest("the body is not valid JSON") from None
-        if not isinstance(body, dict):
-            raise InvalidField("body: a JSON object with a `url` field is required",
-                               details=[{"field": "body", "message": "must be an object"}])
-        query = {k: v for k, v in request.args.items() if k in SubmitOptions.model_fields}
-        merged = {**query, **body}
-        submission = validate(UrlSubmission, merged)
+        body = read_json_object(request, MAX_JSON_BODY_BYTES, "a URL and options",
+                                "a `url` field")
+        submission = validate(UrlSubmission, {**query_options(request), **body})
         options = SubmitOptions(top_k=submission.top_k, webhook=submission.webhook,
                                 webhook_events=submission.webhook_events,
                                 deadline_seconds=submission.deadline_seconds)

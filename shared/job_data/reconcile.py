@@ -25,6 +25,12 @@ RECONCILE = lua.PRELUDE + """
 --   items to release, unreleased count
 -- Returns {index entries dropped, queued-bytes corrected (0/1), counters corrected,
 --   unreleased count corrected (0/1)}.
+-- Sets a count to what the records say; 1 if it was off.
+local function set_if_off(key, value)
+  if tonumber(redis.call('GET', key) or '0') == value then return 0 end
+  redis.call('SET', key, value)
+  return 1
+end
 local bytes, queued_by = 0, {}
 -- A batch whose record expired (no worker released its items for a whole TTL) leaves
 -- the index of batches to release; what the others hold is counted.
@@ -39,11 +45,7 @@ for _, batch in ipairs(redis.call('ZRANGE', KEYS[5], 0, -1)) do
     unreleased = unreleased + tonumber(f[2]) - tonumber(f[3])
   end
 end
-local unreleased_fixed = 0
-if tonumber(redis.call('GET', KEYS[6]) or '0') ~= unreleased then
-  redis.call('SET', KEYS[6], unreleased)
-  unreleased_fixed = 1
-end
+local unreleased_fixed = set_if_off(KEYS[6], unreleased)
 local stale = 0
 for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   local record = RECORD_PREFIX .. id
@@ -58,11 +60,7 @@ for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
     end
   end
 end
-local bytes_fixed = 0
-if tonumber(redis.call('GET', KEYS[2]) or '0') ~= bytes then
-  redis.call('SET', KEYS[2], bytes)
-  bytes_fixed = 1
-end
+local bytes_fixed = set_if_off(KEYS[2], bytes)
 for _, counter in ipairs(redis.call('SMEMBERS', KEYS[3])) do
   if not queued_by[counter] then queued_by[counter] = 0 end
 end
