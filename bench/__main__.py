@@ -6,7 +6,8 @@ cold start without and with its model cache, the real stack (redis-server,
 gunicorn, `python -m worker`) under 1, 4, 16 and 64 concurrent clients submitting
 1600x1200 JPEGs (plus 500x375 and 4000x3000 for the default engine), the pipeline
 ceiling and the model alone in process, and the CPU a job costs outside decode and
-the model. `--quick` checks the default engine only.
+the model; then a 10,000-image batch against the same images as separate jobs
+(`bench.batches`). `--quick` checks the default engine only, and a 200-image batch.
 """
 
 from __future__ import annotations
@@ -211,7 +212,7 @@ def main() -> None:
             web_proc.stop()
 
     print("[batches] a batch against the same images as separate jobs ...", flush=True)
-    results["batches"] = batches.run(work, 500 if quick else 10_000,
+    results["batches"] = batches.run(work, 200 if quick else 10_000,
                                      {**env, "MODEL_ENGINE": DEFAULT[0],
                                       "MODEL_PRECISION": DEFAULT[1]})
 

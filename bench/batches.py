@@ -191,7 +191,7 @@ def measure(web: str, redis_url: str, items: int, model_batch: int = BATCH_SIZE)
             jobs = separate_jobs(web, urls)
         jobs["redis_peak_above_idle_mb"] = (memory.peak - idle_memory) / 2**20
         print("[batches] single jobs with no batch running ...", flush=True)
-        alone = alone_queue_times(web, 15)
+        alone = alone_queue_times(web, 15 if items >= 1000 else 5)
         print(f"[batches] {items} URLs as one batch ...", flush=True)
         idle_memory = int(client.info("memory")["used_memory"])
         with MemorySampler(redis_url) as memory:
@@ -249,10 +249,10 @@ def run(work: Path, items: int, env: dict) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--items", type=int, default=10_000)
-    parser.add_argument("--quick", action="store_true", help="500 items")
+    parser.add_argument("--quick", action="store_true", help="200 items")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
-    items = 500 if args.quick else args.items
+    items = 200 if args.quick else args.items
     env = {"MODEL_WEIGHTS": "random", "BATCH_MAX_SIZE": BATCH_SIZE}
     with tempfile.TemporaryDirectory(prefix="resq-bench-batches-") as work:
         results = run(Path(work), items, env)

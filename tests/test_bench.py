@@ -39,5 +39,12 @@ def test_quick_benchmark_writes_json_and_plot(tmp_path):
     waits, expired = results["lanes"]["interactive_under_backlog"], results["lanes"]["expired"]
     assert waits["succeeded"] == waits["requests"] == 3
     assert expired["codes"] == ["expired"] and expired["worker_cpu_ms_per_expired_job"] > 0
-    # the ratios are printed last
-    assert "worker CPU per expired job" in done.stdout.strip().splitlines()[-1]
+    # A batch against the same images as separate jobs: every item done, every figure.
+    batches = results["batches"]
+    assert batches["batch"]["failed"] == 0 and batches["separate_jobs"]["refused"] == 0
+    assert all(value is not None for value in batches["ratios"].values())
+    # the ratios are printed last, under their heading
+    printed = done.stdout.strip().split("resq benchmark")[-1].splitlines()
+    for name in ("worker CPU per expired job", "batches: batch / separate jobs images/s",
+                 "batches: first progress event ms"):
+        assert any(line.strip().startswith(name) for line in printed), (name, printed)
