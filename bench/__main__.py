@@ -24,7 +24,7 @@ from pathlib import Path
 import redis
 import requests
 
-from bench import batches, inprocess, lanes, load, report, workload
+from bench import batches, inprocess, lanes, load, report, result_cache, workload
 from bench.cpu import ServiceCpu
 from bench.stack import await_condition, redis_server, start_gunicorn, start_worker
 from shared.capacity import usable_cores
@@ -215,6 +215,11 @@ def main() -> None:
     results["batches"] = batches.run(work, 200 if quick else 10_000,
                                      {**env, "MODEL_ENGINE": DEFAULT[0],
                                       "MODEL_PRECISION": DEFAULT[1]})
+
+    print("[result cache] half the images repeated, cache on and off ...", flush=True)
+    results["result_cache"] = result_cache.run(work, 60 if quick else 300,
+                                               {**env, "MODEL_ENGINE": DEFAULT[0],
+                                                "MODEL_PRECISION": DEFAULT[1]})
 
     default = engines["-".join(DEFAULT)]
     # The default engine's figures also under the flat keys of earlier results.

@@ -66,9 +66,10 @@ def ratios(results: dict) -> dict:
         out["interactive wait p95 behind a backlog - one batch's pipeline latency (ms)"] = (
             waits["p95_ms"] - one_batch_ms)
         out["worker CPU per expired job (ms)"] = lanes["expired"]["worker_cpu_ms_per_expired_job"]
-    for name, value in results.get("batches", {}).get("ratios", {}).items():
-        if value is not None:
-            out[f"batches: {name}"] = value
+    for part in ("batches", "result_cache"):
+        for name, value in results.get(part, {}).get("ratios", {}).items():
+            if value is not None:
+                out[f"{part.replace('_', ' ')}: {name}"] = value
     return out
 
 

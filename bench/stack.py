@@ -171,13 +171,17 @@ def redis_server(tmp: Path):
 
 def start_worker(redis_url: str, queue: str, log_path: Path, *, wait_ready: bool = True,
                  module: str = "worker", **env) -> Process:
-    """`python -m worker` as a user runs it, with random weights; returns once the
-    worker answers a Celery ping (unless `wait_ready` is false). Each worker has a
-    node name of its own, so that another worker of the queue cannot answer for it."""
+    """`python -m worker` as a user runs it, with random weights and no result cache
+    (the tests and the benchmark send the same images again and again, and mean the
+    model to run each time; the cache's own tests and benchmark turn it on); returns
+    once the worker answers a Celery ping (unless `wait_ready` is false). Each worker
+    has a node name of its own, so that another worker of the queue cannot answer
+    for it."""
     node = f"{queue}-{uuid.uuid4().hex[:6]}"
     proc = Process([sys.executable, "-m", module, "--hostname", f"{node}@%h"],
                    base_env(**{"REDIS_URL": redis_url, "QUEUE_NAME": queue,
                                "MODEL_WEIGHTS": "random", "MODEL_COMPILE": "false",
+                               "RESULT_CACHE": "off",
                                "COMPILE_CACHE_DIR": MODEL_CACHE_DIR,
                                "BATCH_MAX_SIZE": 4, "TORCH_THREADS": 1,
                                "WORKER_METRICS_PORT": free_port(),

@@ -143,6 +143,9 @@ class JobResult(BaseModel):
     predictions: list[Prediction] = Field(description="Ordered by score, highest first.")
     model: ModelInfo
     timing_ms: Timing
+    cached: bool = Field(False, description="The same image (the same bytes) was classified "
+                                            "before by the same model, and its result was "
+                                            "reused (`RESULT_CACHE`): no decode, no model.")
 
 
 class ErrorDetail(BaseModel):

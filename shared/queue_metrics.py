@@ -21,6 +21,9 @@ from shared.api_models import BatchStatus
 from shared.job_data.keys import QueueKeys
 from shared.lanes import Lane, lane_list
 
+# Cache entries whose size the estimate of the cache's bytes is taken from.
+CACHE_SAMPLE = 10
+
 
 class QueueCollector(Collector):
     def __init__(self, client: redis.Redis, queue: str):
@@ -56,6 +59,10 @@ class QueueCollector(Collector):
         batches_ended = CounterMetricFamily("resq_batches_ended",
                                             "Batches ended, by status", labels=["queue",
                                                                                 "status"])
+        cache_bytes = GaugeMetricFamily("resq_result_cache_bytes",
+                                        "Bytes the result cache's entries hold in Redis, "
+                                        "estimated from its newest 10 entries",
+                                        labels=["queue"])
         try:
             with self.client.pipeline(transaction=False) as pipe:
                 for lane in Lane:
@@ -67,8 +74,14 @@ class QueueCollector(Collector):
                 pipe.get(self.keys.batch_unreleased)
                 pipe.zcard(self.keys.batches)
                 pipe.hgetall(self.keys.batch_stats)
+                pipe.llen(self.keys.cache_entries)
+                pipe.lrange(self.keys.cache_entries, -CACHE_SAMPLE, -1)
                 (*waiting, first, queued_bytes, dropped_total, corrections, items_unreleased,
-                 batches_releasing, stats) = pipe.execute()
+                 batches_releasing, stats, entries, newest) = pipe.execute()
+                with self.client.pipeline(transaction=False) as sizes:
+                    for entry in newest:
+                        sizes.memory_usage(entry)
+                    sampled = [size for size in sizes.execute() if size] if newest else []
         except redis.RedisError:
             return  # no sample rather than a wrong one; the worker's `up` still says it lives
         for lane, count in zip(Lane, waiting, strict=True):
@@ -85,5 +98,7 @@ class QueueCollector(Collector):
         for status in (BatchStatus.SUCCEEDED, BatchStatus.CANCELLED):
             batches_ended.add_metric([self.queue, status.value],
                                      int(stats.get(status.value.encode(), 0)))
+        cache_bytes.add_metric([self.queue], int(entries) * sum(sampled) / len(sampled)
+                               if sampled else 0)
         yield from (length, oldest, held, dropped, corrected, unreleased, releasing, released,
-                    batches_ended)
+                    batches_ended, cache_bytes)

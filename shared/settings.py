@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import sys
+from enum import StrEnum
 from functools import cache
 from typing import Annotated, TypeVar
 
@@ -20,6 +21,14 @@ from pydantic import Field, IPvAnyNetwork, SecretStr, ValidationError, field_val
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 T = TypeVar("T", bound="CommonSettings")
+
+
+class ResultCacheScope(StrEnum):
+    """`RESULT_CACHE`: whose results a job may reuse."""
+
+    OFF = "off"
+    PER_KEY = "per-key"
+    SHARED = "shared"
 
 
 class CommonSettings(BaseSettings):
@@ -81,6 +90,16 @@ class CommonSettings(BaseSettings):
     """How long a job's record and result are kept; afterwards its id answers 404. As
     long as Redis has room: when new work needs the memory, the oldest ended jobs go
     first (404 `result_dropped`)."""
+
+    result_cache: ResultCacheScope = ResultCacheScope.PER_KEY
+    """Whether a worker reuses the result of an image it has classified before (the
+    same bytes, the same model): `per-key` (the default) within one API key's jobs
+    only, so that one key never learns what another submitted; `shared` across every
+    key; `off`."""
+
+    result_cache_ttl_seconds: int = Field(3600, ge=1, le=30 * 86_400)
+    """How long a cached result is kept (and only while Redis has room: cached results
+    are dropped before any job's result)."""
 
     visibility_timeout_seconds: int = Field(120, ge=1, le=86_400)
     """Seconds after which a job taken by a worker that vanished without a word

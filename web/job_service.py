@@ -15,6 +15,7 @@ from kombu.exceptions import OperationalError
 
 from shared.api_models import Job, JobStatus
 from shared.errors import BrokerUnavailable, JobNotFound, ResultDropped
+from shared.job_data.cache import ResultCache, image_digest, scope_of
 from shared.job_data.records import new_job_id
 from shared.job_data.store import JobStore, NewJob, ReplicaAcks, job_view
 from shared.lanes import Lane
@@ -29,6 +30,10 @@ log = logging.getLogger(__name__)
 
 # How long a replayed idempotent request waits for the job of a concurrent twin.
 REPLAY_GRACE_SECONDS = 2.0
+# The result cache is read under the model the workers said they run within this long
+# (a worker says it with each heartbeat), that model read at most this often.
+MODEL_LIVE_SECONDS = 60.0
+MODEL_RECHECK_SECONDS = 1.0
 # A lost Redis, and a full one (`maxmemory` reached with `noeviction`: Redis refuses
 # writes with an OOM error until jobs end and free their images).
 UNAVAILABLE_ERRORS = (*REDIS_ERRORS, OperationalError, redis.OutOfMemoryError)
@@ -61,6 +66,8 @@ class JobService:
                               batch_inflight=settings.batch_inflight)
         self.waiter = waiter
         self.idempotency = IdempotencyStore(client, settings.result_ttl_seconds)
+        self.cache = ResultCache(client, settings.queue_name, settings.result_cache_ttl_seconds)
+        self._live_model: tuple[float, str | None] = (float("-inf"), None)  # (when read, model)
 
     # --- submit -------------------------------------------------------------
     def submit(self, submission: Submission, owner: str = "",
@@ -79,12 +86,56 @@ class JobService:
             if earlier is not None:
                 return self._replayed(earlier, owner), True
             try:
-                return self._create([job_id], [submission], owner, lane, quota_key)[0], False
+                return self._create_one(job_id, submission, owner, lane, quota_key), False
             except Exception:
                 with redis_guard():
                     self.idempotency.release(owner, idempotency_key, job_id)
                 raise
-        return self._create([job_id], [submission], owner, lane, quota_key)[0], False
+        return self._create_one(job_id, submission, owner, lane, quota_key), False
+
+    def _create_one(self, job_id: str, submission: Submission, owner: str, lane: Lane,
+                    quota_key: str) -> Job:
+        """The job, created already `succeeded` when the result cache has its image's
+        result under the model the workers run, else queued."""
+        began = time.perf_counter()
+        entry = self._cached(submission, owner)
+        if entry is None:
+            return self._create([job_id], [submission], owner, lane, quota_key)[0]
+        options = submission.options
+        elapsed_ms = round((time.perf_counter() - began) * 1000, 3)
+        result = {"predictions": entry["predictions"][:options.top_k], "model": entry["model"],
+                  "timing_ms": {"queued": 0.0, "preprocess": 0.0, "inference": 0.0,
+                                "total": elapsed_ms},
+                  "cached": True}
+        with redis_guard():
+            record = self.store.create_succeeded(
+                job_id, result=result, top_k=options.top_k, owner=owner,
+                webhook=options.webhook or "", webhook_events=tuple(options.webhook_events))
+        log.info("job accepted, its result reused from the cache",
+                 extra={"job_id": job_id, "form": submission.form.value})
+        metrics.job_submitted(submission.form.value, metrics.CACHED_LANE)
+        return job_view(record)
+
+    def _cached(self, submission: Submission, owner: str) -> dict | None:
+        """The cache entry of the submission's image (`shared.job_data.cache`), if the
+        cache is on and the workers run one model."""
+        scope = scope_of(self.settings.result_cache, owner)
+        if scope is None:
+            return None
+        model = self._model()
+        if model is None:
+            return None
+        entry = self.cache.get(model, scope, image_digest(submission.image))
+        metrics.cache_looked_up(entry is not None)
+        return entry
+
+    def _model(self) -> str | None:
+        """The workers' one live model identity, read from Redis at most once a second."""
+        when, model = self._live_model
+        if time.monotonic() - when > MODEL_RECHECK_SECONDS:
+            model = self.cache.live_model(MODEL_LIVE_SECONDS)
+            self._live_model = (time.monotonic(), model)
+        return model
 
     def submit_many(self, submissions: list[Submission], owner: str = "", *,
                     interactive: bool = False, quota_key: str = "") -> list[Job]:

@@ -51,13 +51,19 @@ DURATION = Histogram("resq_http_request_duration_seconds",
                      "the client asked to wait for the result (`wait`: yes or no)",
                      ["route", "method", "wait"],
                      buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
-SUBMITTED = Counter("resq_jobs_submitted_total", "Jobs accepted, by input form and lane",
-                    ["form", "lane"])
+SUBMITTED = Counter("resq_jobs_submitted_total",
+                    "Jobs accepted, by input form and lane (`cached`: created succeeded from "
+                    "the result cache, in no lane)", ["form", "lane"])
+CACHED_LANE = "cached"
 BATCHES = Counter("resq_batches_submitted_total", "Batches accepted, by input form", ["form"])
 BATCH_ITEMS = Counter("resq_batch_items_submitted_total",
                       "Items of the batches accepted, by input form", ["form"])
 STREAMS = Gauge("resq_streams_open", "Event and result streams open, by kind (`job`, "
                 "`batch`, `results`)", ["kind"], multiprocess_mode="livesum")
+RESULT_CACHE = Counter("resq_result_cache_lookups_total",
+                       "The web tier's result cache lookups as it creates a job from an "
+                       "upload or a fetched URL, by outcome: hit (created succeeded, never "
+                       "queued) or miss", ["outcome"])
 EXPIRED = Counter("resq_jobs_expired_total",
                   "Queued jobs the web tier ended `expired` when it read them past their "
                   "deadline (workers count theirs in resq_worker_jobs_total{code=\"expired\"})")
@@ -81,11 +87,13 @@ def method_label(method: str) -> str:
 def initialise() -> None:
     """Create each counter's known series at 0."""
     for form in InputForm:
-        for lane in Lane:
-            SUBMITTED.labels(form=form.value, lane=lane.value)
+        for lane in (*(lane.value for lane in Lane), CACHED_LANE):
+            SUBMITTED.labels(form=form.value, lane=lane)
     for form in InputForm:
         BATCHES.labels(form=form.value)
         BATCH_ITEMS.labels(form=form.value)
+    for outcome in ("hit", "miss"):
+        RESULT_CACHE.labels(outcome=outcome)
     for kind in STREAM_KINDS:
         STREAMS.labels(kind=kind)
     for outcome in WAIT_OUTCOMES:
@@ -111,6 +119,10 @@ def stream_open(kind: str) -> Iterator[None]:
         yield
     finally:
         STREAMS.labels(kind=kind).dec()
+
+
+def cache_looked_up(hit: bool) -> None:
+    RESULT_CACHE.labels(outcome="hit" if hit else "miss").inc()
 
 
 def job_expired() -> None:

@@ -98,7 +98,7 @@ def _load_model_before_consuming(**_):
         health.serve(settings.worker_metrics_port, Liveness(_stalled_seconds,
                                                             settings.worker_stall_seconds))
     settings.worker_ready_file.unlink(missing_ok=True)
-    load_classifier(settings)
+    heartbeat.model = load_classifier(settings).identity
     heartbeat.start()
     sweeper.start()
     # One zone takes at most half of the dispatchers: the others go on with other

@@ -29,9 +29,11 @@ class Classification:
 
 
 class Classifier:
-    def __init__(self, model: Engine, batcher: Batcher, *, deadline_seconds: float = 60.0):
+    def __init__(self, model: Engine, batcher: Batcher, *, deadline_seconds: float = 60.0,
+                 identity: str = ""):
         self.model = model
         self.batcher = batcher
+        self.identity = identity  # the result cache's model key (`runtime.model_identity`)
         # Longest a job waits for its batch: past it the batcher is wedged (a hung
         # decode, a deadlock), and the job fails with `worker_stalled` instead of
         # holding its thread, and its message, forever.

@@ -42,6 +42,7 @@ from shared.job_data.keys import QueueKeys
 log = logging.getLogger(__name__)
 
 LAPSE_FACTOR = 5  # a heartbeat lives this many beats
+MODELS_KEPT_SECONDS = 86_400  # a model no worker has run for this long is forgotten
 
 def new_worker_id() -> str:
     """Unique per process: host names repeat (several workers on one machine)."""
@@ -65,6 +66,9 @@ class Heartbeat:
         self._last_beat = float("-inf")
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        # The model identity this worker runs (`worker.runtime.model_identity`), said
+        # with each beat: the web tier serves cached results under it.
+        self.model = ""
 
     # --- what this worker holds -------------------------------------------------
     def holding(self, job_id: str, delivery_tag: str) -> None:
@@ -79,6 +83,9 @@ class Heartbeat:
             pipe.set(QueueKeys.heartbeat(self.worker_id), "1", px=self.ttl_ms)
             pipe.zadd(self.registry_key, {self.worker_id: time.time()})
             pipe.pexpire(self.held_key, self.ttl_ms * 10)
+            if self.model:
+                pipe.zadd(self.keys.models, {self.model: time.time()})
+                pipe.zremrangebyscore(self.keys.models, "-inf", time.time() - MODELS_KEPT_SECONDS)
             pipe.execute()
 
     def live_workers(self, began: float | None = None) -> list[str] | None:

@@ -47,6 +47,9 @@ WEBHOOKS = Counter("resq_webhook_deliveries_total",
                    "Webhook delivery attempts by outcome: delivered, retried (a failed try "
                    "that will be tried again), gave_up, refused (an address the guard refuses)",
                    ["outcome"])
+RESULT_CACHE = Counter("resq_result_cache_lookups_total",
+                       "A worker's result cache lookups (`RESULT_CACHE`), by outcome: hit (the "
+                       "image's result reused: no decode, no model) or miss", ["outcome"])
 MODEL_LOAD = Gauge("resq_model_load_seconds",
                    "Seconds this worker took to load its model (compile or cache load included)")
 MODEL_COMPILE = Gauge("resq_model_compile_seconds",
@@ -56,10 +59,16 @@ MODEL_INFO = Gauge("resq_model_info", "The model this worker runs (value 1)",
                    ["engine", "weights", "precision", "compiled"])
 
 
+def cache_looked_up(hit: bool) -> None:
+    RESULT_CACHE.labels(outcome="hit" if hit else "miss").inc()
+
+
 def initialise() -> None:
     """Create each counter's known series at 0 (a ratio or a panel reads 0, not "no
     data", before the first event)."""
     JOBS.labels(outcome=JobStatus.SUCCEEDED.value, code="")
+    for outcome in ("hit", "miss"):
+        RESULT_CACHE.labels(outcome=outcome)
     for code in error_codes():
         JOBS.labels(outcome=JobStatus.FAILED.value, code=code)
     for reason in ("terminal", "unknown", "ended_meanwhile"):

@@ -3,6 +3,7 @@ the worker takes its first job, and shared by all the job threads."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import threading
@@ -51,7 +52,20 @@ def build_classifier(settings: WorkerSettings) -> Classifier:
              "decoding %s", engine.name, engine.precision,
              "compiled" if engine.compiled else "eager", threads, settings.batch_max_size,
              "beside the model" if overlap else "between batches")
-    return Classifier(engine, batcher, deadline_seconds=settings.worker_stall_seconds)
+    return Classifier(engine, batcher, deadline_seconds=settings.worker_stall_seconds,
+                      identity=model_identity(settings, engine))
+
+
+def model_identity(settings: WorkerSettings, engine: Engine) -> str:
+    """What the result cache keys this worker's results by: its weights' digest, engine,
+    precision and the preprocessing's version. Two workers with the same identity give
+    the same predictions for the same bytes."""
+    from worker.preprocess import PREPROCESS_VERSION
+    from worker.weights import resolve_weights, weights_identity
+
+    weights = weights_identity(resolve_weights(settings.model_weights, download=False))
+    parts = [weights, engine.name, engine.precision, PREPROCESS_VERSION]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
 def batch_pipeline(engine: Engine, settings: WorkerSettings, threads: int) -> BatchPipeline:

@@ -15,6 +15,7 @@ from shared.celery_app import CLASSIFY_TASK
 from shared.dns_resolver import DnsResolver
 from shared.errors import InferenceFailed, JobExpired, ResqError
 from shared.job_data.batches import split_item_id
+from shared.job_data.cache import ResultCache, scope_of
 from shared.job_data.lua import Start
 from shared.job_data.store import JobStore
 from shared.url_fetch import UrlFetcher
@@ -58,6 +59,9 @@ class ClassifyTask(Task):
             resolver=DnsResolver(settings.dns_nameservers,
                                  per_zone=settings.dns_lookups_per_zone, wait_for_slot=True))
 
+        self.cache = ResultCache(store.client, settings.queue_name,
+                                 settings.result_cache_ttl_seconds)
+
     def _release_next(self, job_id: str) -> None:
         """A batch item has left the lane (started, or ended unrun): release its
         batch's next item. Best effort: the sweeper releases what this misses."""
@@ -93,7 +97,8 @@ class ClassifyTask(Task):
                      extra={"job_id": job_id})
             return
         handler = JobHandler(store.records, load_classifier(self.settings),
-                             max_attempts=self.settings.job_max_attempts)
+                             max_attempts=self.settings.job_max_attempts, cache=self.cache,
+                             scope=scope_of(self.settings.result_cache, started.owner))
         try:
             image = self.fetcher.fetch(started.url) if started.url else started.image
             result = handler.run(job_id, top_k, created_at, image=image,

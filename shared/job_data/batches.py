@@ -56,7 +56,8 @@ from shared.lanes import Lane
 
 CREATE_BATCH = lua.PRELUDE + lua.MAKE_ROOM + """
 -- KEYS: batch, items, batches with items to release, unreleased count, queued-bytes,
---   ended jobs, results-dropped, dropped-before, then each uploaded item's image key
+--   ended jobs, results-dropped, dropped-before, then each uploaded item's image key,
+--   then the cache entries (last)
 -- ARGV: batch id, created_at, ttl, max queued bytes (0: none), headroom, slack, cap,
 --   item count n, count c of batch fields, c field/value pairs, n item JSONs, then
 --   each uploaded item's image (in the order of their keys)
@@ -71,7 +72,8 @@ if max_bytes > 0 and tonumber(redis.call('GET', KEYS[5]) or '0') + total > max_b
   return {0, 'bytes'}
 end
 local dropped, fits = make_room(KEYS[6], KEYS[7], KEYS[8], total + 200 * n,
-                                tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]))
+                                tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]),
+                                KEYS[#KEYS])
 if not fits then return {0, 'memory'} end
 redis.call('HSET', KEYS[1], 'status', BATCH_RUNNING, 'total', n, 'released', 0, 'ended', 0,
            'created_at', created_at, 'held_bytes', total, unpack(ARGV, 10, 9 + 2 * c))
@@ -313,7 +315,8 @@ class BatchStore:
             entries.append(json.dumps(entry, separators=(",", ":")))
         keys = [self.keys.batch(batch_id), self.keys.batch_items(batch_id), self.keys.batches,
                 self.keys.batch_unreleased, self.keys.queued_bytes, self.keys.finished,
-                self.keys.results_dropped, self.keys.dropped_before, *image_keys]
+                self.keys.results_dropped, self.keys.dropped_before, *image_keys,
+                self.keys.cache_entries]
         admitted, why = self._create(keys=keys, args=[
             batch_id, repr(created_at), self.ttl, max_queue_bytes, HEADROOM, SLACK, ROOM_CAP,
             len(items), len(pairs) // 2, *pairs, *entries, *images])

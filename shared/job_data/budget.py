@@ -4,6 +4,8 @@ What Redis holds for resq, and what may go:
 - waiting work (messages, queued records, their images): bounded by the
   `QUEUE_MAX_*` limits, never dropped;
 - started jobs and undelivered webhooks: never dropped;
+- cached results (`RESULT_CACHE`): kept for `RESULT_CACHE_TTL_SECONDS` as long as
+  they fit, and dropped first, oldest first;
 - ended jobs' records (each job's final JSON, a few hundred bytes): kept for
   `RESULT_TTL_SECONDS` as long as they fit, and otherwise dropped oldest first.
 
@@ -33,10 +35,10 @@ ROOM_CAP = 5_000  # most records one script drops (the rest wait for the next)
 EXPIRED_HEADS = 1_000  # most ids of expired records one trim takes off the list
 
 TRIM = lua.PRELUDE + lua.MAKE_ROOM + """
--- KEYS: ended jobs, results-dropped, dropped-before; ARGV: headroom, slack, cap,
---   expired heads to clear.
--- Takes the ids of records that expired by themselves off the head of the list of
--- ended jobs, then drops the oldest ended jobs while Redis is over the headroom
+-- KEYS: ended jobs, results-dropped, dropped-before, cache entries; ARGV: headroom,
+--   slack, cap, expired heads to clear.
+-- Takes the ids of records (and cache entries) that expired by themselves off the
+-- head of their lists, then drops the oldest ended jobs while Redis is over the headroom
 -- line. Returns {records dropped, expired ids cleared}.
 local cleared = 0
 while cleared < tonumber(ARGV[4]) do
@@ -45,8 +47,16 @@ while cleared < tonumber(ARGV[4]) do
   redis.call('LPOP', KEYS[1])
   cleared = cleared + 1
 end
+-- Cache entries expire by themselves, in the order they were listed.
+local entries_cleared = 0
+while entries_cleared < tonumber(ARGV[4]) do
+  local head = redis.call('LINDEX', KEYS[4], 0)
+  if not head or redis.call('EXISTS', head) == 1 then break end
+  redis.call('LPOP', KEYS[4])
+  entries_cleared = entries_cleared + 1
+end
 local dropped = make_room(KEYS[1], KEYS[2], KEYS[3], 0, tonumber(ARGV[1]),
-                          tonumber(ARGV[2]), tonumber(ARGV[3]))
+                          tonumber(ARGV[2]), tonumber(ARGV[3]), KEYS[4])
 return {dropped, cleared}
 """
 
@@ -63,7 +73,8 @@ class ResultBudget:
         """Drop the oldest ended jobs while Redis is over the headroom line, and clear
         expired ones off the list: (records dropped, expired ids cleared)."""
         dropped, cleared = self._trim(
-            keys=[self.keys.finished, self.keys.results_dropped, self.keys.dropped_before],
+            keys=[self.keys.finished, self.keys.results_dropped, self.keys.dropped_before,
+                  self.keys.cache_entries],
             args=[HEADROOM, SLACK, ROOM_CAP, EXPIRED_HEADS])
         return int(dropped), int(cleared)
 

@@ -15,6 +15,11 @@ Per batch (`POST /batches`; its items are jobs whose ids are `<batch id>.<index>
     resq:batch-items:<id>    its items in order: JSON {id, input, bytes[, url]}
     resq:batch-ended:<id>    item indexes in the order they ended (the results' cursor)
 
+Per image and model (`RESULT_CACHE`):
+    resq:cache:<model>:<scope>:<sha256>  a classified image's top-20 predictions and
+                             its model block (JSON), for `RESULT_CACHE_TTL_SECONDS`;
+                             scope: `key-<owner>` or `shared`
+
 Per queue (`QUEUE_NAME`):
     <queue>, <queue>-interactive   the lanes: Celery's lists of messages
     resq:inflight:<queue>    every accepted job not yet ended, scored by when it was
@@ -32,6 +37,11 @@ Per queue (`QUEUE_NAME`):
     resq:workers:<queue>     the queue's workers, scored by their last beat
     resq:sweeper-lock:<queue>, resq:orphan-scan-lock:<queue>  one at a time per queue
     resq:ratelimit:<queue>   Flask-Limiter's counters (its own keys under this prefix)
+    resq:models:<queue>      the model identities its workers run, scored by their last
+                             beat (the web tier reads the result cache under the one
+                             live identity)
+    resq:cache-entries:<queue>  the cache entries its workers wrote, oldest first:
+                             dropped before any ended job's record for room
     resq:batches:<queue>     batches with items not yet released, scored by creation
     resq:batch-unreleased:<queue>  items of those batches not yet released (what
                              autoscaling counts beside the open jobs)
@@ -74,6 +84,8 @@ class QueueKeys:
         self.sweeper_lock = f"{PREFIX}sweeper-lock:{queue}"
         self.orphan_scan_lock = f"{PREFIX}orphan-scan-lock:{queue}"
         self.rate_limits = f"{PREFIX}ratelimit:{queue}"
+        self.cache_entries = f"{PREFIX}cache-entries:{queue}"
+        self.models = f"{PREFIX}models:{queue}"
         self.batches = f"{PREFIX}batches:{queue}"
         self.batch_unreleased = f"{PREFIX}batch-unreleased:{queue}"
         self.batch_stats = self.batch_stats_of(queue)
@@ -101,6 +113,11 @@ class QueueKeys:
     @staticmethod
     def delivery(delivery_id: str) -> str:
         return f"{PREFIX}delivery:{delivery_id}"
+
+    # Per image and model.
+    @staticmethod
+    def cache_entry(model: str, scope: str, digest: str) -> str:
+        return f"{PREFIX}cache:{model}:{scope}:{digest}"
 
     # Per batch: the same for every queue.
     @staticmethod

@@ -167,7 +167,8 @@ local function batch_item_ended(job_id, status, code, now, outbox, delivery, del
 end
 """
 
-# Ended jobs' records are dropped oldest first when new work needs Redis's memory:
+# Cached results (`cache_entries`), then ended jobs' records, are dropped oldest first
+# when new work needs Redis's memory:
 # until used memory plus `incoming` is `slack` (a fraction of maxmemory) below the
 # line `headroom` draws, or `cap` records are gone. Returns how many went and whether
 # used memory plus `incoming` is now under the line. Without a maxmemory, all fits.
@@ -184,11 +185,20 @@ local function id_time(id)  -- the milliseconds a UUIDv7 job id was made at, or 
 end
 
 local function make_room(finished, dropped_total, dropped_before, incoming, headroom,
-                          slack, cap)
+                          slack, cap, cache_entries)
   local used, limit = memory()
   if limit == 0 then return 0, true end
   local line = limit * (1 - headroom)
   if used + incoming <= line then return 0, true end
+  -- Cached results go first: a job's result is what its client asked for, a cached
+  -- one only spares a worker some work.
+  local gone = 0
+  while used + incoming > line - limit * slack and gone < cap do
+    local entries = redis.call('LPOP', cache_entries, 64)
+    if not entries then break end
+    gone = gone + redis.call('DEL', unpack(entries))
+    used = memory()
+  end
   local dropped, newest = 0, nil
   while used + incoming > line - limit * slack and dropped < cap do
     local ids = redis.call('LPOP', finished, 64)

@@ -63,7 +63,7 @@ from shared.settings import CommonSettings
 CREATE = lua.PRELUDE + lua.MAKE_ROOM + """
 -- KEYS: inflight index, queued-bytes, caller's counter (or '' without a quota),
 --   quota counters in use, ended jobs, results-dropped, dropped-before, then each
---   lane's list, then each job's record and image
+--   lane's list, then each job's record and image, then the cache entries (last)
 -- ARGV: jobs n, max waiting (0: none), max bytes (0: none), max per caller (0: none),
 --   ttl, created_at, headroom, slack, cap, count c of common fields, c field/value
 --   pairs, then for each job: id, size, image
@@ -86,7 +86,7 @@ if max_per_caller > 0 and tonumber(redis.call('GET', KEYS[3]) or '0') + n > max_
   return {0, 'quota'}
 end
 local dropped, fits = make_room(KEYS[5], KEYS[6], KEYS[7], total, tonumber(ARGV[7]),
-                                tonumber(ARGV[8]), tonumber(ARGV[9]))
+                                tonumber(ARGV[8]), tonumber(ARGV[9]), KEYS[#KEYS])
 if not fits then return {0, 'memory'} end
 for i = 0, n - 1 do
   local id, size, image = ARGV[first + 3 * i], ARGV[first + 3 * i + 1], ARGV[first + 3 * i + 2]
@@ -127,14 +127,15 @@ START = (lua.PRELUDE + lua.LEAVE_QUEUED + lua.JOB_JSON + lua.ENQUEUE_WEBHOOK
 -- Returns {START_TERMINAL} for an ended job, {''} for an unknown one, {START_EXPIRED}
 -- for a queued job past its deadline (left as it is: the caller ends it). A queued or
 -- started job is (re)marked started, and its status before, crash count, image
--- (false once gone), lane and URL (a batch's URL item: fetched by the worker; '' for
--- others) come back: one round trip. A job's first start sends its
+-- (false once gone), lane, URL (a batch's URL item: fetched by the worker; '' for
+-- others) and owner come back: one round trip. A job's first start sends its
 -- `started` webhook if it asked for one.
 local kind = redis.call('TYPE', KEYS[1]).ok
 if kind == 'string' then return {START_TERMINAL} end
 if kind ~= 'hash' then return {''} end
 local f = redis.call('HMGET', KEYS[1], 'status', 'deadline_at', 'quota', 'webhook',
-                     'webhook_events', 'created_at', 'top_k', 'crashes', 'lane', 'url')
+                     'webhook_events', 'created_at', 'top_k', 'crashes', 'lane', 'url',
+                     'owner')
 local status = f[1]
 if status == QUEUED then
   local deadline = tonumber(f[2] or '0')
@@ -150,7 +151,8 @@ else
   return {''}
 end
 redis.call('HSET', KEYS[1], 'status', STARTED, 'worker', ARGV[1], 'started_at', ARGV[2])
-return {status, f[8] or '0', redis.call('GET', KEYS[2]), f[9] or 'batch', f[10] or ''}
+return {status, f[8] or '0', redis.call('GET', KEYS[2]), f[9] or 'batch', f[10] or '',
+        f[11] or ''}
 """)
 
 FINISH = (lua.PRELUDE + lua.LEAVE_QUEUED + lua.JOB_JSON + lua.ENQUEUE_WEBHOOK
@@ -190,6 +192,22 @@ return 1
 """)
 
 
+CREATE_ENDED = lua.PRELUDE + lua.JOB_JSON + lua.ENQUEUE_WEBHOOK + """
+-- KEYS: record, ended jobs, outbox, delivery, events channel
+-- ARGV: job id, its final JSON, now, ttl, delivery id, webhook URL ('' for none),
+--   webhook events, created_at, top_k, the result's JSON
+-- A job whose result is known as it is created (a result cache hit): it is written
+-- ended, never queued, and its `completed` webhook goes out as any job's does.
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[4])
+redis.call('RPUSH', KEYS[2], ARGV[1])
+enqueue_webhook(KEYS[3], KEYS[4], ARGV[5], ARGV[1], ARGV[6], ARGV[7], ON_COMPLETED,
+                job_json(SUCCEEDED, ARGV[8], ARGV[9], ',"result":' .. ARGV[10]), ARGV[3],
+                ARGV[4])
+redis.call('PUBLISH', KEYS[5], SUCCEEDED)
+return 1
+"""
+
+
 # How long the primary's count of connected replicas is taken as it was last read.
 REPLICAS_RECHECK_SECONDS = 1.0
 
@@ -198,13 +216,15 @@ REPLICAS_RECHECK_SECONDS = 1.0
 class Started:
     """What `JobStore.start` found: whether to run the job and, when it is to run,
     its image (None once expired, or for a URL item), the crashes it has been charged
-    with, whether it came by the interactive lane, and a batch URL item's URL."""
+    with, whether it came by the interactive lane, a batch URL item's URL, and whose
+    job it is (the result cache's scope)."""
 
     decision: Start
     image: bytes | None = None
     crashes: int = 0
     interactive: bool = False
     url: str = ""
+    owner: str = ""
 
 
 @dataclass(frozen=True)
@@ -252,6 +272,7 @@ class JobStore:
         self._discard_script = client.register_script(DISCARD)
         self._start = client.register_script(START)
         self._finish = client.register_script(FINISH)
+        self._create_ended = client.register_script(CREATE_ENDED)
         self.batches = BatchStore(client, queue=queue, ttl_seconds=ttl_seconds,
                                   send=self._send, inflight=batch_inflight)
 
@@ -291,7 +312,8 @@ class JobStore:
                 self.keys.quota_keys, self.keys.finished, self.keys.results_dropped,
                 self.keys.dropped_before, *self.keys.lane_lists,
                 *(key for job in jobs for key in (self.keys.record(job.id),
-                                                   self.keys.image(job.id)))]
+                                                   self.keys.image(job.id))),
+                self.keys.cache_entries]
         try:
             admitted, detail = self._replicated(self._create, keys, [
                 len(jobs), max_queue_length, max_queue_bytes, max_per_key, self.ttl,
@@ -315,6 +337,28 @@ class JobStore:
             self._discard_all(jobs)
             raise
         return records
+
+    def create_succeeded(self, job_id: str, *, result: dict, top_k: int, owner: str = "",
+                         webhook: str = "", webhook_events: tuple[str, ...] = ("completed",)
+                         ) -> JobRecord:
+        """A job created already `succeeded` with `result` (the result cache had it):
+        never queued, counted nowhere, its webhook sent as any job's."""
+        created_at = time.time()
+        outcome = json.dumps(result, separators=(",", ":"))
+        ended = {"status": JobStatus.SUCCEEDED.value, "created_at": created_at,
+                 "top_k": top_k, "result": result, "finished_at": created_at}
+        if owner:
+            ended["owner"] = owner
+        delivery_id = str(uuid.uuid4())
+        self._replicated(self._create_ended,
+                         [self.keys.record(job_id), self.keys.finished, self.keys.outbox,
+                          self.keys.delivery(delivery_id), self.keys.events(job_id)],
+                         [job_id, json.dumps(ended, separators=(",", ":")), repr(created_at),
+                          self.ttl, delivery_id, webhook, ",".join(webhook_events),
+                          repr(created_at), top_k, outcome])
+        return JobRecord(id=job_id, created_at=created_at, top_k=top_k,
+                         status=JobStatus.SUCCEEDED, owner=owner, webhook=webhook,
+                         result=result, finished_at=created_at)
 
     def _replicated(self, script, keys: list, args: list):
         """`script`'s reply once `acks.replicas` replicas hold what it wrote: the script
@@ -408,7 +452,8 @@ class JobStore:
             return Started(Start(before))
         return Started(Start.RUN, image=found[2] or None, crashes=int(found[1]),
                        interactive=found[3] == Lane.INTERACTIVE.value.encode(),
-                       url=found[4].decode() if len(found) > 4 and found[4] else "")
+                       url=found[4].decode() if len(found) > 4 and found[4] else "",
+                       owner=found[5].decode() if len(found) > 5 and found[5] else "")
 
     def finish(self, job_id: str, *, result: dict | None = None,
                error: ResqError | None = None) -> bool:
