@@ -7,7 +7,9 @@ gunicorn, `python -m worker`) under 1, 4, 16 and 64 concurrent clients submittin
 1600x1200 JPEGs (plus 500x375 and 4000x3000 for the default engine), the pipeline
 ceiling and the model alone in process, and the CPU a job costs outside decode and
 the model; then a 10,000-image batch against the same images as separate jobs
-(`bench.batches`). `--quick` checks the default engine only, and a 200-image batch.
+(`bench.batches`), and a workload where half the images repeat, with the result cache
+on and off (`bench.result_cache`). `--quick` checks the default engine only, a
+200-image batch and 60 images sent twice.
 """
 
 from __future__ import annotations

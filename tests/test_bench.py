@@ -45,6 +45,12 @@ def test_quick_benchmark_writes_json_and_plot(tmp_path):
     assert all(value is not None for value in batches["ratios"].values())
     # the ratios are printed last, under their heading
     printed = done.stdout.strip().split("resq benchmark")[-1].splitlines()
+    # Half the images repeated, with the result cache on and off: every one answered,
+    # and with the cache on, every repeat (but the racing few) from the cache.
+    cache = results["result_cache"]
+    assert cache["off"]["failures"] == cache["on"]["failures"] == 0
+    assert cache["off"]["cached"] == 0 < cache["on"]["cached"] <= cache["on"]["requests"] // 2
     for name in ("worker CPU per expired job", "batches: batch / separate jobs images/s",
-                 "batches: first progress event ms"):
+                 "batches: first progress event ms",
+                 "result cache: half repeated, cache on / off images/s"):
         assert any(line.strip().startswith(name) for line in printed), (name, printed)
