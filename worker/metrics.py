@@ -47,7 +47,7 @@ WEBHOOKS = Counter("resq_webhook_deliveries_total",
                    "Webhook delivery attempts by outcome: delivered, retried (a failed try "
                    "that will be tried again), gave_up, refused (an address the guard refuses)",
                    ["outcome"])
-RESULT_CACHE = Counter("resq_result_cache_lookups_total",
+RESULT_CACHE = Counter("resq_worker_result_cache_lookups_total",
                        "A worker's result cache lookups (`RESULT_CACHE`), by outcome: hit (the "
                        "image's result reused: no decode, no model) or miss", ["outcome"])
 MODEL_LOAD = Gauge("resq_model_load_seconds",
