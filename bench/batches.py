@@ -19,9 +19,6 @@ this one run:
 
 from __future__ import annotations
 
-import argparse
-import json
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -31,7 +28,7 @@ import numpy as np
 import redis
 import requests
 
-from bench import workload
+from bench import report, workload
 from bench.stack import await_condition, redis_server, start_gunicorn, start_worker
 
 QUEUE = "bench-batches"
@@ -247,18 +244,8 @@ def run(work: Path, items: int, env: dict) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--items", type=int, default=10_000)
-    parser.add_argument("--quick", action="store_true", help="200 items")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
-    args = parser.parse_args()
-    items = 200 if args.quick else args.items
-    env = {"MODEL_WEIGHTS": "random", "BATCH_MAX_SIZE": BATCH_SIZE}
-    with tempfile.TemporaryDirectory(prefix="resq-bench-batches-") as work:
-        results = run(Path(work), items, env)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "batches.json").write_text(json.dumps(results, indent=2))
-    print(json.dumps(results["ratios"], indent=2))
+    report.run_alone(__doc__, "batches", ("items", 10_000, 200), run,
+                     {"MODEL_WEIGHTS": "random", "BATCH_MAX_SIZE": BATCH_SIZE})
 
 
 if __name__ == "__main__":

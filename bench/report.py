@@ -79,3 +79,23 @@ def print_ratios(results: dict) -> None:
           f"{results['max_batch']}, {mode}; {results.get('cpu', '')}):")
     for name, value in ratios(results).items():
         print(f"  {name:55s} {value:8.2f}")
+
+
+def run_alone(doc: str, name: str, count: tuple[str, int, int], run, env: dict) -> None:
+    """A part of the benchmark on its own (`python -m bench.<part>`): `--<count> N`
+    (its default, or the quick one with `--quick`) and `--out DIR`; `run(work, n,
+    env)` gives the results, written as `<name>.json`, its ratios printed."""
+    import argparse
+    import tempfile
+
+    flag, default, quick = count
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument(f"--{flag}", type=int, default=default)
+    parser.add_argument("--quick", action="store_true", help=f"{quick} {flag}")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix=f"resq-bench-{name}-") as work:
+        results = run(Path(work), quick if args.quick else getattr(args, flag), env)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"{name}.json").write_text(json.dumps(results, indent=2))
+    print(json.dumps(results["ratios"], indent=2))

@@ -10,12 +10,9 @@
 
 from __future__ import annotations
 
-import argparse
 import io
 import itertools
-import json
 import random
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -23,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import requests
 
-from bench import workload
+from bench import report, workload
 from bench.load import run_in_threads
 from bench.photos import encode
 from bench.stack import redis_server, start_gunicorn, start_worker
@@ -116,17 +113,8 @@ def run(work: Path, images: int, env: dict) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--images", type=int, default=300)
-    parser.add_argument("--quick", action="store_true", help="60 images")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
-    args = parser.parse_args()
-    env = {"MODEL_WEIGHTS": "random", "BATCH_MAX_SIZE": 8}
-    with tempfile.TemporaryDirectory(prefix="resq-bench-cache-") as work:
-        results = run(Path(work), 60 if args.quick else args.images, env)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "result_cache.json").write_text(json.dumps(results, indent=2))
-    print(json.dumps(results["ratios"], indent=2))
+    report.run_alone(__doc__, "result_cache", ("images", 300, 60), run,
+                     {"MODEL_WEIGHTS": "random", "BATCH_MAX_SIZE": 8})
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ with `RESULT_CACHE=shared`; another model never reads an entry; a URL job hits a
 its fetch."""
 
 import uuid
+from contextlib import contextmanager
 
 import pytest
 import redis
@@ -24,30 +25,33 @@ ALICE = "alice-key-0123456789abcdef"
 BOB = "bob-key-0123456789abcdef00"
 
 
+@contextmanager
 def stack(redis_url, tmp_path_factory, scope: str):
+    """gunicorn and one worker on a queue of their own, with `RESULT_CACHE=scope`: the
+    base URL and the queue."""
     queue = f"cache-{scope}-{uuid.uuid4().hex[:6]}"
     logs = tmp_path_factory.mktemp(f"cache-{scope}")
     env = {"RESULT_CACHE": scope, "API_KEYS": f"{ALICE},{BOB}", **WEBHOOK_ENV,
            "URL_FETCH_ALLOW_NETWORKS": "127.0.0.1/32", "URL_FETCH_ALLOW_PORTS": "any"}
     worker = start_worker(redis_url, queue, logs / "worker.log", **env)
     web, base = start_gunicorn(redis_url, queue, logs / "web.log", RATE_LIMIT="", **env)
-    return worker, web, base, queue
+    try:
+        yield base, queue
+    finally:
+        web.stop()
+        worker.stop()
 
 
 @pytest.fixture(scope="module")
 def per_key(redis_url, tmp_path_factory):
-    worker, web, base, queue = stack(redis_url, tmp_path_factory, "per-key")
-    yield base, queue
-    web.stop()
-    worker.stop()
+    with stack(redis_url, tmp_path_factory, "per-key") as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
 def shared(redis_url, tmp_path_factory):
-    worker, web, base, queue = stack(redis_url, tmp_path_factory, "shared")
-    yield base, queue
-    web.stop()
-    worker.stop()
+    with stack(redis_url, tmp_path_factory, "shared") as running:
+        yield running
 
 
 def classify(base: str, image: bytes, key: str, top_k: int = 5) -> dict:
