@@ -11,7 +11,7 @@ from pathlib import Path
 
 import redis
 
-from bench.stack import Process, await_condition, base_env, free_port
+from bench.stack import Process, await_condition, base_env, free_ports
 
 MASTER = "resq"
 DOWN_AFTER_MS = 1000
@@ -27,8 +27,10 @@ def redis_server_binary() -> str:
 class SentinelCluster:
     def __init__(self, directory: Path):
         self.directory = directory
-        self.ports = {"primary": free_port(), "replica": free_port()}
-        self.sentinel_ports = [free_port() for _ in range(3)]
+        # Five ports chosen at once: one by one, the same port can come twice (it did:
+        # a sentinel found the primary's port taken, and the cluster never agreed).
+        primary, replica, *self.sentinel_ports = free_ports(5)
+        self.ports = {"primary": primary, "replica": replica}
         self.servers: dict[str, Process] = {}
         self.sentinels: list[Process] = []
 

@@ -23,9 +23,32 @@ VENV_BIN = Path(sys.executable).parent
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_ports(1)[0]
+
+
+# Ports this process has handed out: a process started with one may not have bound it
+# yet, and the kernel may hand a port just given back out again at once.
+_handed_out: set[int] = set()
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` free loopback ports, different from each other and from every port
+    handed out before in this process."""
+    held: list[socket.socket] = []
+    chosen: list[int] = []
+    try:
+        while len(chosen) < count:
+            sock = socket.socket()
+            held.append(sock)  # held open until all are chosen: no repeats among them
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+            if port not in _handed_out:
+                chosen.append(port)
+                _handed_out.add(port)
+        return chosen
+    finally:
+        for sock in held:
+            sock.close()
 
 
 def redis_server_binary() -> str:
